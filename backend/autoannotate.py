@@ -1,0 +1,486 @@
+"""Project-level auto-annotation: a mask prediction for every task from the prompts it carries.
+
+``python -m backend auto-annotate --project ID [--only-missing/--no-only-missing]
+[--filter EXPR ...] [--center-click] [--wait/--no-wait] [--job-timeout S] [--json OUT]``
+
+Prompts of a task: the result regions of its newest annotation, draft or prediction (by
+``updated_at``; on a tie annotation before draft before prediction) that holds keypoints or
+rectangles. Cancelled annotations are ignored. Each region is one object, read by
+:func:`backend.prompts.parse_prompt` on its own: a positive keypoint is the object's first click,
+a rectangle gives the prompts module's box (centre click + zoom region), a negative keypoint
+alone is no object. Each object becomes one mask through the same path as an interactive click
+(:func:`backend.jobs.run_segment`), and the task gets one Label Studio prediction holding every
+object's result, with the current ``model_version`` and the mean object score. With
+``--center-click``, a task without prompts gets one positive click at the image centre.
+
+Idempotent and resumable: a task that already has a prediction of the current model version is
+skipped (checked when listing and again by the job), so a rerun or a run after a crash only does
+what is missing; ``--no-only-missing`` predicts again and replaces the current version's
+predictions. With ``REDIS_URL`` set there is one job per task on the ``batch`` queue, so several
+workers share a project; without it the tasks run in this process. One failing task (a broken
+image, a malformed region) is reported and never stops the batch.
+
+``--filter`` (repeatable, all must hold): ``id=1,5,10-20``, ``annotated=yes|no``, or
+``FIELD~REGEX`` (a regular expression searched in the task's ``data[FIELD]``).
+
+Label Studio's "Retrieve predictions" (``/predict`` with ``context: null``) gives the same masks
+when the model class calls :func:`predict_task` with its runner's ``segment``.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import re
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.worker import Worker
+from tqdm import tqdm
+
+from fcanet_core import Click
+
+from .config import Settings, parse_bool
+from .errors import BackendError
+from .images import get_fetcher
+from .inference import get_engine
+from .jobs import SegmentRequest, run_segment, worker_settings
+from .labelstudio import Credentials, LabelStudioClient
+from .prompts import KEYPOINT_TYPES, RECTANGLE_TYPES, LabelConfig, Prompt, PromptError, parse_prompt
+from .queueing import QUEUE_BATCH, enqueue, redis_connection, unavailable
+from .registry import ModelRegistry
+
+logger = logging.getLogger(__name__)
+
+#: Import path of :func:`annotate_task`, as enqueued on the ``batch`` queue.
+ANNOTATE_JOB = "backend.autoannotate.annotate_task"
+#: Where prompts are looked for, in tie-break order.
+PROMPT_SOURCES = ("annotations", "drafts", "predictions")
+#: Task fields fetched when listing a project.
+LIST_FIELDS = "id,data,total_annotations,predictions_model_versions"
+PAGE_SIZE = 100
+#: Seconds between polls of the batch jobs; finished job results are kept this long in Redis.
+POLL_S = 0.5
+RESULT_TTL = 24 * 3600
+
+DONE, SKIPPED, FAILED = "done", "skipped", "failed"
+
+
+# ------------------------------------------------------------------------ prompts → prediction
+def prompt_regions(task: dict) -> list[dict]:
+    """Keypoint and rectangle regions of the task's newest annotation, draft or prediction holding any."""
+    best: tuple[tuple[str, int], list[dict]] | None = None
+    for rank, key in enumerate(PROMPT_SOURCES):
+        for item in task.get(key) or []:
+            if not isinstance(item, dict) or item.get("was_cancelled"):
+                continue
+            regions = [r for r in item.get("result") or []
+                       if isinstance(r, dict) and r.get("type") in KEYPOINT_TYPES + RECTANGLE_TYPES]
+            stamp = (str(item.get("updated_at") or item.get("created_at") or ""), -rank)
+            if regions and (best is None or stamp > best[0]):
+                best = (stamp, regions)
+    return best[1] if best else []
+
+
+def prompts_from_task(task: dict) -> list[Prompt]:
+    """One prompt per object of the task: each positive keypoint, each rectangle (see module docstring).
+
+    Raises:
+        PromptError: a malformed region.
+    """
+    prompts = (parse_prompt({"result": [region]}) for region in prompt_regions(task))
+    return [p for p in prompts if p is not None]
+
+
+def center_prompt(task: dict, config: LabelConfig, settings: Settings, credentials: Credentials) -> Prompt:
+    """A positive click at the centre of the task's image (the first image that has an output control)."""
+    to_name = next((name for name in config.images if any(name in c.to_names for c in config.controls)), None)
+    if to_name is None:
+        raise PromptError("the labeling config has no BrushLabels or PolygonLabels control on an image")
+    image = get_fetcher(settings).fetch(config.image_reference(task, to_name), task.get("id"), credentials)
+    height, width = image.shape[:2]
+    return Prompt((Click(width // 2, height // 2, True),), None, None, to_name, width, height)
+
+
+def predict_prompts(task: dict, prompts: Sequence[Prompt], config: LabelConfig,
+                    segment: Callable[[SegmentRequest], dict], credentials: Credentials,
+                    model_version: str | None) -> dict:
+    """One prediction with a mask per object prompt: every object's results, their mean score.
+
+    Args:
+        task: the Label Studio task (``id``, ``data``).
+        prompts: one per object, e.g. from :func:`prompts_from_task`.
+        config: the project's labeling config.
+        segment: runs one click request, e.g. ``Runner.segment`` or
+            ``functools.partial(backend.jobs.run_segment, settings=...)``.
+        credentials: Label Studio URL and token for the task image.
+        model_version: the version expected to answer.
+
+    Returns:
+        ``{"result": [...], "score", "model_version"}`` (the version of the answers).
+    """
+    answers = [segment(SegmentRequest(image=config.image_reference(task, p.to_name), task_id=task.get("id"),
+                                      credentials=credentials, clicks=p.clicks, box=p.box,
+                                      output=config.output_for(p), model_version=model_version))
+               for p in prompts]
+    return {
+        "result": [region for answer in answers for region in answer["result"]],
+        "score": sum(a["score"] for a in answers) / len(answers) if answers else 0.0,
+        "model_version": answers[0]["model_version"] if answers else model_version,
+    }
+
+
+def predict_task(task: dict, config: LabelConfig, segment: Callable[[SegmentRequest], dict],
+                 credentials: Credentials, model_version: str | None) -> dict | None:
+    """The prediction for a task from its own prompts (:func:`predict_prompts`), ``None`` without prompts.
+
+    This is what ``/predict`` without context ("Retrieve predictions") should answer for a task
+    that carries prompts, so that it gives the masks auto-annotation gives.
+    """
+    prompts = prompts_from_task(task)
+    return predict_prompts(task, prompts, config, segment, credentials, model_version) if prompts else None
+
+
+# ------------------------------------------------------------------------------------ one task
+@dataclass(frozen=True)
+class TaskJob:
+    """What a worker needs to auto-annotate one task."""
+
+    task_id: int
+    label_config: str
+    credentials: Credentials
+    center_click: bool = False
+    replace: bool = False
+
+    def to_payload(self) -> dict:
+        return {"task_id": self.task_id, "label_config": self.label_config,
+                "credentials": self.credentials.to_dict(), "center_click": self.center_click,
+                "replace": self.replace}
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> "TaskJob":
+        return cls(int(payload["task_id"]), str(payload["label_config"]),
+                   Credentials.from_dict(payload.get("credentials")), bool(payload.get("center_click")),
+                   bool(payload.get("replace")))
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """What happened to one task: ``done``, ``skipped`` or ``failed``, and why."""
+
+    task_id: int
+    status: str
+    reason: str = ""
+    objects: int = 0
+    model_version: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def process_task(job: TaskJob, settings: Settings) -> TaskOutcome:
+    """Predict one task and store the prediction in Label Studio.
+
+    Expected failures (image, prompt, Label Studio errors) become a ``failed`` outcome; anything
+    else propagates.
+    """
+    credentials = Credentials.resolve(settings, job.credentials)
+    client = LabelStudioClient(credentials, verify_ssl=settings.verify_ssl, timeout=settings.download_timeout)
+    try:
+        version = get_engine(settings).model_version
+        task = client.api("GET", f"/api/tasks/{job.task_id}")
+        current = [p["id"] for p in task.get("predictions") or [] if p.get("model_version") == version]
+        if current and not job.replace:
+            return TaskOutcome(job.task_id, SKIPPED, f"has a prediction of model version {version}")
+        config = LabelConfig(job.label_config)
+        prompts = prompts_from_task(task)
+        if not prompts and job.center_click:
+            prompts = [center_prompt(task, config, settings, credentials)]
+        if not prompts:
+            return TaskOutcome(job.task_id, SKIPPED, "no keypoint or rectangle prompts")
+        prediction = predict_prompts(task, prompts, config, functools.partial(run_segment, settings=settings),
+                                     credentials, version)
+        client.api("POST", "/api/predictions", json={"task": job.task_id, **prediction})
+        for prediction_id in current:
+            client.api("DELETE", f"/api/predictions/{prediction_id}")
+    except BackendError as exc:
+        logger.warning("auto-annotation failed", extra={"task_id": job.task_id, "detail": exc.detail})
+        return TaskOutcome(job.task_id, FAILED, exc.detail)
+    logger.info("auto-annotated", extra={"task_id": job.task_id, "objects": len(prompts),
+                                         "model_version": prediction["model_version"]})
+    return TaskOutcome(job.task_id, DONE, objects=len(prompts), model_version=prediction["model_version"])
+
+
+def annotate_task(payload: dict) -> dict:
+    """Worker job on the ``batch`` queue: :func:`process_task` for one task; returns the outcome."""
+    return process_task(TaskJob.from_payload(payload), worker_settings()).to_dict()
+
+
+# ----------------------------------------------------------------------------- task selection
+@dataclass(frozen=True)
+class TaskFilter:
+    """Which tasks to consider (see ``--filter`` in the module docstring)."""
+
+    ids: frozenset[int] | None = None
+    annotated: bool | None = None
+    data: tuple[tuple[str, re.Pattern], ...] = ()
+
+    @classmethod
+    def parse(cls, expressions: Sequence[str]) -> "TaskFilter":
+        """Parse ``--filter`` expressions; ``ValueError`` with the accepted forms for a bad one."""
+        ids: set[int] | None = None
+        annotated, data = None, []
+        for expr in expressions:
+            try:
+                if expr.startswith("id="):
+                    ids = (ids or set()) | _id_set(expr[3:])
+                elif expr.startswith("annotated="):
+                    annotated = parse_bool(expr[len("annotated="):])
+                elif "~" in expr and expr.split("~", 1)[0]:
+                    key, pattern = expr.split("~", 1)
+                    data.append((key, re.compile(pattern)))
+                else:
+                    raise ValueError("unknown form")
+            except (ValueError, re.error) as exc:
+                raise ValueError(f"bad --filter {expr!r} ({exc}); use id=1,5,10-20, annotated=yes|no "
+                                 "or FIELD~REGEX") from None
+        return cls(None if ids is None else frozenset(ids), annotated, tuple(data))
+
+    def matches(self, task: dict) -> bool:
+        """Whether a listed task passes every condition."""
+        if self.ids is not None and task.get("id") not in self.ids:
+            return False
+        if self.annotated is not None and (int(task.get("total_annotations") or 0) > 0) != self.annotated:
+            return False
+        values = task.get("data") or {}
+        return all(key in values and pattern.search(str(values[key])) for key, pattern in self.data)
+
+
+def _id_set(text: str) -> set[int]:
+    """``1,5,10-20`` → the ids it names."""
+    ids: set[int] = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        low, _, high = part.partition("-")
+        ids.update(range(int(low), int(high or low) + 1))
+    if not ids:
+        raise ValueError("no ids")
+    return ids
+
+
+def list_tasks(client: LabelStudioClient, project_id: int) -> list[dict]:
+    """Every task of the project (id, data, annotation count, prediction versions)."""
+    tasks: list[dict] = []
+    page = 1
+    while True:
+        body = client.api("GET", "/api/tasks", params={"project": project_id, "page": page, "page_size": PAGE_SIZE,
+                                                       "fields": "all", "include": LIST_FIELDS})
+        tasks.extend(body["tasks"])
+        if not body["tasks"] or len(tasks) >= int(body["total"]):
+            return tasks
+        page += 1
+
+
+def has_version(task: dict, version: str) -> bool:
+    """Whether a listed task has a prediction of ``version`` (``predictions_model_versions``)."""
+    return version in {v.strip() for v in str(task.get("predictions_model_versions") or "").split(",")}
+
+
+# -------------------------------------------------------------------------------------- batch
+@dataclass
+class BatchSummary:
+    """The outcome of an auto-annotation run."""
+
+    project: int
+    model_version: str
+    mode: str  # "in-process" or "queued"
+    workers: int
+    filtered_out: int = 0
+    outcomes: list[TaskOutcome] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)  # enqueued but not finished (queued mode)
+    wall_s: float = 0.0
+
+    def count(self, status: str) -> int:
+        """Number of tasks with this outcome status."""
+        return sum(o.status == status for o in self.outcomes)
+
+    def to_dict(self) -> dict:
+        """JSON-ready: counts, failures with reasons, skip reasons, throughput."""
+        done = self.count(DONE)
+        return {
+            "project": self.project, "model_version": self.model_version, "mode": self.mode,
+            "workers": self.workers, "tasks": len(self.outcomes) + len(self.pending),
+            "filtered_out": self.filtered_out, "done": done, "skipped": self.count(SKIPPED),
+            "failed": self.count(FAILED), "pending": len(self.pending), "pending_tasks": self.pending,
+            "skip_reasons": dict(Counter(o.reason for o in self.outcomes if o.status == SKIPPED)),
+            "failures": [{"task_id": o.task_id, "reason": o.reason} for o in self.outcomes if o.status == FAILED],
+            "objects": sum(o.objects for o in self.outcomes), "wall_s": round(self.wall_s, 3),
+            "tasks_per_minute": round(60.0 * done / self.wall_s, 2) if self.wall_s > 0 else 0.0,
+        }
+
+
+def plan_batch(settings: Settings, project_id: int, *, only_missing: bool = True,
+               task_filter: TaskFilter = TaskFilter(), center_click: bool = False) -> tuple[BatchSummary, list[TaskJob]]:
+    """List the project's tasks and decide what to do: the summary so far (tasks skipped because they
+    have a prediction of the current version) and one job per task to predict.
+
+    Raises:
+        BackendError: Label Studio unreachable, refusing the token, or no such project.
+    """
+    credentials = Credentials.resolve(settings)
+    client = LabelStudioClient(credentials, verify_ssl=settings.verify_ssl, timeout=settings.download_timeout)
+    label_config = client.api("GET", f"/api/projects/{project_id}")["label_config"]
+    if settings.queued:
+        version = ModelRegistry(settings.model_dir, settings.fcanet_checkpoint).current().name
+    else:
+        version = get_engine(settings).model_version
+    listed = list_tasks(client, project_id)
+    selected = [t for t in listed if task_filter.matches(t)]
+    summary = BatchSummary(project_id, version, "queued" if settings.queued else "in-process", workers=1,
+                           filtered_out=len(listed) - len(selected))
+    todo = []
+    for task in selected:
+        if only_missing and has_version(task, version):
+            summary.outcomes.append(TaskOutcome(task["id"], SKIPPED, f"has a prediction of model version {version}"))
+        else:
+            todo.append(TaskJob(task["id"], label_config, credentials, center_click, replace=not only_missing))
+    logger.info("auto-annotation planned", extra={"project": project_id, "tasks": len(todo),
+                                                  "model_version": version, "mode": summary.mode})
+    return summary, todo
+
+
+def execute_batch(settings: Settings, jobs: Sequence[TaskJob], summary: BatchSummary, *, wait: bool = True,
+                  job_timeout: int = 600, progress: bool = True) -> BatchSummary:
+    """Run the jobs (in this process, or on the ``batch`` queue with ``REDIS_URL``) into ``summary``.
+
+    Raises:
+        BackendError: Redis unreachable, or (``wait``) no worker serves the ``batch`` queue.
+    """
+    started = time.perf_counter()
+    if settings.queued:
+        _run_queued(settings, jobs, summary, wait, job_timeout, progress)
+    else:
+        for job in tqdm(jobs, desc="auto-annotate", unit="task", disable=not progress):
+            summary.outcomes.append(_run_here(job, settings))
+    summary.wall_s = time.perf_counter() - started
+    return summary
+
+
+def run_batch(settings: Settings, project_id: int, *, only_missing: bool = True,
+              task_filter: TaskFilter = TaskFilter(), center_click: bool = False, wait: bool = True,
+              job_timeout: int = 600, progress: bool = True) -> BatchSummary:
+    """Auto-annotate a project: :func:`plan_batch`, then :func:`execute_batch`."""
+    summary, jobs = plan_batch(settings, project_id, only_missing=only_missing, task_filter=task_filter,
+                               center_click=center_click)
+    return execute_batch(settings, jobs, summary, wait=wait, job_timeout=job_timeout, progress=progress)
+
+
+def _run_here(job: TaskJob, settings: Settings) -> TaskOutcome:
+    """:func:`process_task` in this process; an unexpected error fails this task only."""
+    try:
+        return process_task(job, settings)
+    except Exception as exc:  # noqa: BLE001 - one task's failure must not stop the batch
+        logger.exception("auto-annotation crashed", extra={"task_id": job.task_id})
+        return TaskOutcome(job.task_id, FAILED, f"{type(exc).__name__}: {exc}")
+
+
+def _run_queued(settings: Settings, todo: Sequence[TaskJob], summary: BatchSummary, wait: bool,
+                job_timeout: int, progress: bool) -> None:
+    """Enqueue one job per task on ``batch``; with ``wait``, collect the outcomes into ``summary``."""
+    connection = redis_connection(settings)
+    queue = Queue(QUEUE_BATCH, connection=connection)
+    try:
+        summary.workers = Worker.count(queue=queue)
+    except RedisError as exc:
+        raise unavailable(settings, exc) from None
+    if wait and todo and not summary.workers:
+        raise BackendError("no worker serves the batch queue: start `python -m backend worker --queues batch` "
+                           "with the same REDIS_URL, or enqueue only with --no-wait", status=503)
+    pending = {enqueue(settings, QUEUE_BATCH, ANNOTATE_JOB, job.to_payload(), connection=connection,
+                       job_timeout=job_timeout, result_ttl=RESULT_TTL, failure_ttl=RESULT_TTL,
+                       description=f"auto-annotate task {job.task_id}").id: job.task_id for job in todo}
+    if not wait:
+        summary.pending = sorted(pending.values())
+        return
+    try:
+        with tqdm(total=len(pending), desc="auto-annotate", unit="task", disable=not progress) as bar:
+            while pending:
+                ids = list(pending)
+                for job_id, job in zip(ids, Job.fetch_many(ids, connection=connection)):
+                    outcome = _job_outcome(job, pending[job_id], connection)
+                    if outcome is not None:
+                        del pending[job_id]
+                        summary.outcomes.append(outcome)
+                        bar.update(1)
+                if pending and not Worker.count(queue=queue):
+                    logger.error("no worker serves the batch queue any more", extra={"pending": len(pending)})
+                    break
+                if pending:
+                    time.sleep(POLL_S)
+    except RedisError as exc:
+        raise unavailable(settings, exc) from None
+    summary.pending = sorted(pending.values())
+
+
+def _job_outcome(job: Job | None, task_id: int, connection: Redis) -> TaskOutcome | None:
+    """The outcome of a finished job, or ``None`` while it is queued or running on a live worker."""
+    if job is None:
+        return TaskOutcome(task_id, FAILED, "the job disappeared from Redis before it finished")
+    status = job.get_status(refresh=False)
+    if status == JobStatus.FINISHED:
+        return TaskOutcome(**job.return_value())
+    if status == JobStatus.FAILED:
+        result = job.latest_result()
+        lines = (result.exc_string or "").strip().splitlines() if result is not None else []
+        return TaskOutcome(task_id, FAILED, lines[-1] if lines else "job failed")
+    if status in (JobStatus.STOPPED, JobStatus.CANCELED):
+        return TaskOutcome(task_id, FAILED, f"job {status.value}")
+    if status == JobStatus.STARTED and job.worker_name and \
+            not connection.exists(Worker.redis_worker_namespace_prefix + job.worker_name):
+        return TaskOutcome(task_id, FAILED, f"worker {job.worker_name} died while running the job")
+    return None
+
+
+# ------------------------------------------------------------------------------ command line
+def _cmd_auto_annotate(args: argparse.Namespace) -> int:
+    summary = run_batch(Settings.from_env(), args.project, only_missing=args.only_missing,
+                        task_filter=TaskFilter.parse(args.filter), center_click=args.center_click,
+                        wait=args.wait, job_timeout=args.job_timeout)
+    report = summary.to_dict()
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"project {report['project']} (model {report['model_version']}, {report['mode']}, "
+          f"{report['workers']} worker(s)): {report['done']} done, {report['skipped']} skipped, "
+          f"{report['failed']} failed, {report['pending']} pending, {report['filtered_out']} filtered out "
+          f"in {report['wall_s']:.1f} s ({report['tasks_per_minute']} tasks/min)")
+    for reason, n in report["skip_reasons"].items():
+        print(f"  skipped {n}: {reason}")
+    for failure in report["failures"]:
+        print(f"  failed task {failure['task_id']}: {failure['reason']}")
+    return 1 if report["failed"] or (args.wait and report["pending"]) else 0
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``auto-annotate`` to ``python -m backend``."""
+    parser = subparsers.add_parser("auto-annotate", help="predict masks for a whole project from its prompts",
+                                   description=__doc__.split("\n\n")[0])
+    parser.add_argument("--project", type=int, required=True, help="Label Studio project id")
+    parser.add_argument("--only-missing", action=argparse.BooleanOptionalAction, default=True,
+                        help="skip tasks that have a prediction of the current model version (default on); "
+                             "--no-only-missing predicts them again and replaces it")
+    parser.add_argument("--filter", action="append", default=[], metavar="EXPR",
+                        help="id=1,5,10-20 | annotated=yes|no | FIELD~REGEX (repeatable; all must hold)")
+    parser.add_argument("--center-click", action="store_true",
+                        help="tasks without prompts get one positive click at the image centre")
+    parser.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
+                        help="with REDIS_URL: wait for the jobs and report (default on), or only enqueue")
+    parser.add_argument("--job-timeout", type=int, default=600, help="seconds one task's job may run (default 600)")
+    parser.add_argument("--json", help="write the summary (counts, failures, tasks per minute) here")
+    parser.set_defaults(func=_cmd_auto_annotate)

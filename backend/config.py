@@ -1,0 +1,163 @@
+"""Backend settings: every knob is an environment variable with a documented default.
+
+:meth:`Settings.from_env` reads them once; the rest of the backend receives the frozen
+:class:`Settings` object and never reads the environment itself. Secrets are left out of ``repr``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, TypeVar
+
+T = TypeVar("T")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of the web process, the workers and the command line.
+
+    Env var names are given per field; see :meth:`from_env`.
+    """
+
+    #: MODEL_DIR: model versions, collected examples and other state.
+    model_dir: str = "./model_data"
+    #: FCANET_CHECKPOINT: the model used until a version is promoted ("default" = bundled lite0).
+    fcanet_checkpoint: str = "default"
+    #: REDIS_URL: queue server; unset means inference runs inside the web process.
+    redis_url: str | None = field(default=None, repr=False)
+    #: LABEL_STUDIO_URL (alias LABEL_STUDIO_HOST): Label Studio base URL for task images and the API.
+    label_studio_url: str | None = None
+    #: LABEL_STUDIO_API_KEY (alias LABEL_STUDIO_ACCESS_TOKEN): legacy token or personal access token.
+    label_studio_api_key: str | None = field(default=None, repr=False)
+    #: BASIC_AUTH_USER / BASIC_AUTH_PASS: HTTP basic auth required on every route when both are set.
+    basic_auth_user: str | None = None
+    basic_auth_pass: str | None = field(default=None, repr=False)
+    #: DEVICE: "auto" (cuda when available, else cpu), "cpu", "cuda", "cuda:1", ...
+    device: str = "auto"
+    #: FCANET_SIS: keep only mask components that contain a positive click.
+    sis: bool = True
+    #: FCANET_ZOOM_IN: after the first click, predict on the region around the clicks and the
+    #: previous mask (better detail on large images; off = the official inference).
+    zoom_in: bool = False
+    #: FCANET_SHORT_SIDE: the network sees the image with this short side (512 = official;
+    #: smaller is faster and coarser).
+    short_side: int = 512
+    #: LOCAL_FILES_DOCUMENT_ROOT: read /data/local-files/?d=... from this folder instead of over HTTP.
+    local_files_document_root: str | None = None
+    #: ALLOWED_HOSTS: extra hosts images may come from (comma separated, "host" or "host:port",
+    #: "*" = any); the Label Studio host is always allowed.
+    allowed_hosts: tuple[str, ...] = ()
+    #: MAX_IMAGE_BYTES: largest image file accepted.
+    max_image_bytes: int = 50 * 1024 * 1024
+    #: MAX_IMAGE_PIXELS: largest image (width x height) accepted.
+    max_image_pixels: int = 40_000_000
+    #: IMAGE_CACHE_SIZE: decoded images kept per process (LRU), so repeated clicks do not re-download.
+    image_cache_size: int = 16
+    #: IMAGE_DOWNLOAD_TIMEOUT: seconds for connecting to and reading from an image source.
+    download_timeout: float = 30.0
+    #: VERIFY_SSL: verify TLS certificates of image sources and Label Studio.
+    verify_ssl: bool = True
+    #: PREDICT_TIMEOUT: seconds the web process waits for an inference job.
+    predict_timeout: float = 60.0
+    #: JOB_TIMEOUT: seconds a worker may spend on one inference job before it is stopped.
+    job_timeout: int = 120
+    #: WORKER_HEARTBEAT_TTL: a worker that has not sent a heartbeat for this many seconds is dead.
+    worker_heartbeat_ttl: int = 10
+    #: TRAIN_EVERY_N_EXAMPLES: new corrected masks that trigger a fine-tuning job.
+    train_every_n_examples: int = 20
+    #: LOG_LEVEL and LOG_FORMAT ("json" or "text").
+    log_level: str = "INFO"
+    log_format: str = "json"
+    #: PORT, WORKERS, THREADS: ``python -m backend serve`` (gunicorn) defaults.
+    port: int = 9090
+    workers: int = 1
+    threads: int = 8
+
+    def __post_init__(self) -> None:
+        if self.label_studio_url and not self.label_studio_url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"LABEL_STUDIO_URL must start with http:// or https://, got {self.label_studio_url!r}"
+            )
+        if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
+            raise ValueError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
+        if self.log_format not in ("json", "text"):
+            raise ValueError(f"LOG_FORMAT must be 'json' or 'text', got {self.log_format!r}")
+        for name in ("max_image_bytes", "max_image_pixels", "image_cache_size", "job_timeout",
+                     "worker_heartbeat_ttl", "train_every_n_examples", "port", "workers", "threads", "short_side"):
+            if getattr(self, name) < (0 if name == "image_cache_size" else 1):
+                raise ValueError(f"{name.upper()} must be positive, got {getattr(self, name)}")
+        for name in ("download_timeout", "predict_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name.upper()} must be positive, got {getattr(self, name)}")
+
+    @property
+    def queued(self) -> bool:
+        """True when inference goes through Redis queues (``REDIS_URL`` set)."""
+        return bool(self.redis_url)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Settings from ``environ`` (default ``os.environ``); a malformed value raises ``ValueError``."""
+        env = os.environ if environ is None else environ
+
+        def get(name: str, convert: Callable[[str], T], *aliases: str) -> T | None:
+            for key in (name, *aliases):
+                raw = env.get(key)
+                if raw is not None and raw.strip() != "":
+                    try:
+                        return convert(raw.strip())
+                    except ValueError as exc:
+                        raise ValueError(f"environment variable {key}={raw!r} is invalid: {exc}") from None
+            return None
+
+        values = {
+            "model_dir": get("MODEL_DIR", str),
+            "fcanet_checkpoint": get("FCANET_CHECKPOINT", str),
+            "redis_url": get("REDIS_URL", str),
+            "label_studio_url": get("LABEL_STUDIO_URL", _url, "LABEL_STUDIO_HOST"),
+            "label_studio_api_key": get("LABEL_STUDIO_API_KEY", str, "LABEL_STUDIO_ACCESS_TOKEN"),
+            "basic_auth_user": get("BASIC_AUTH_USER", str),
+            "basic_auth_pass": get("BASIC_AUTH_PASS", str),
+            "device": get("DEVICE", str),
+            "sis": get("FCANET_SIS", parse_bool),
+            "zoom_in": get("FCANET_ZOOM_IN", parse_bool),
+            "short_side": get("FCANET_SHORT_SIDE", int),
+            "local_files_document_root": get("LOCAL_FILES_DOCUMENT_ROOT", str),
+            "allowed_hosts": get("ALLOWED_HOSTS", _host_list),
+            "max_image_bytes": get("MAX_IMAGE_BYTES", int),
+            "max_image_pixels": get("MAX_IMAGE_PIXELS", int),
+            "image_cache_size": get("IMAGE_CACHE_SIZE", int),
+            "download_timeout": get("IMAGE_DOWNLOAD_TIMEOUT", float),
+            "verify_ssl": get("VERIFY_SSL", parse_bool),
+            "predict_timeout": get("PREDICT_TIMEOUT", float),
+            "job_timeout": get("JOB_TIMEOUT", int),
+            "worker_heartbeat_ttl": get("WORKER_HEARTBEAT_TTL", int),
+            "train_every_n_examples": get("TRAIN_EVERY_N_EXAMPLES", int),
+            "log_level": get("LOG_LEVEL", str.upper),
+            "log_format": get("LOG_FORMAT", str.lower),
+            "port": get("PORT", int),
+            "workers": get("WORKERS", int),
+            "threads": get("THREADS", int),
+        }
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+
+def parse_bool(text: str) -> bool:
+    """``1/true/yes/on`` → True, ``0/false/no/off`` → False (case-insensitive), else ``ValueError``."""
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"expected a boolean (true/false), got {text!r}")
+
+
+def _url(text: str) -> str:
+    return text.rstrip("/")
+
+
+def _host_list(text: str) -> tuple[str, ...]:
+    return tuple(h.strip().lower() for h in text.split(",") if h.strip())

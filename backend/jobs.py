@@ -1,0 +1,130 @@
+"""Jobs that workers run, and their payloads.
+
+``segment`` (queue ``inference``) answers one interactive click. Its payload names the image (task
+id, image reference, and the Label Studio URL and token needed to fetch it) instead of carrying its
+bytes: the worker fetches the image itself into its LRU cache, so an image travels from Label
+Studio to the worker once and never through Redis. The worker's own ``LABEL_STUDIO_URL`` /
+``LABEL_STUDIO_API_KEY`` take precedence over the credentials in the payload. The web process
+without ``REDIS_URL`` calls :func:`run_segment` directly; both paths give the same result.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from rq import get_current_job
+
+from fcanet_core import Click
+
+from .config import Settings
+from .errors import BackendError, BadRequest
+from .images import get_fetcher
+from .inference import get_engine
+from .labelstudio import Credentials
+from .prompts import Box, OutputSpec, mask_to_results
+
+logger = logging.getLogger(__name__)
+
+#: Import path of :func:`segment`, as enqueued by the web process.
+SEGMENT_JOB = "backend.jobs.segment"
+
+
+@dataclass(frozen=True)
+class SegmentRequest:
+    """One click request: which image, which clicks (and box), where the mask goes."""
+
+    image: str
+    task_id: int | None
+    credentials: Credentials
+    clicks: tuple[Click, ...]
+    box: Box | None
+    output: OutputSpec
+    model_version: str | None = None
+
+    def to_payload(self) -> dict:
+        """The JSON-safe job payload (clicks as ``[x, y, positive]`` rows)."""
+        return {
+            "image": self.image,
+            "task_id": self.task_id,
+            "credentials": self.credentials.to_dict(),
+            "clicks": [[float(c.x), float(c.y), bool(c.positive)] for c in self.clicks],
+            "box": None if self.box is None else [self.box.x0, self.box.y0, self.box.x1, self.box.y1],
+            "output": self.output.to_dict(),
+            "model_version": self.model_version,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> "SegmentRequest":
+        """Inverse of :meth:`to_payload`; :class:`BadRequest` for a malformed payload."""
+        try:
+            return cls(
+                image=str(payload["image"]),
+                task_id=None if payload.get("task_id") is None else int(payload["task_id"]),
+                credentials=Credentials.from_dict(payload.get("credentials")),
+                clicks=tuple(Click(float(x), float(y), bool(p)) for x, y, p in payload["clicks"]),
+                box=None if payload.get("box") is None else Box(*(float(v) for v in payload["box"])),
+                output=OutputSpec.from_dict(payload["output"]),
+                model_version=payload.get("model_version"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadRequest(f"malformed segment job payload: {exc!r}") from None
+
+
+def fit_to_size(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``image`` resized to the size Label Studio measured (it should already have it)."""
+    if image.shape[:2] == (height, width):
+        return image
+    logger.warning("image size differs from the size Label Studio reports; resizing",
+                   extra={"image_size": [image.shape[1], image.shape[0]], "original_size": [width, height]})
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def run_segment(request: SegmentRequest, settings: Settings) -> dict:
+    """Fetch the image, predict, encode: ``{"result": [...], "score", "model_version"}``.
+
+    Raises:
+        BackendError: image, prompt or Label Studio problems (with an HTTP status).
+    """
+    started = time.perf_counter()
+    engine = get_engine(settings)
+    credentials = Credentials.resolve(settings, request.credentials)
+    image = get_fetcher(settings).fetch(request.image, request.task_id, credentials)
+    image = fit_to_size(image, request.output.width, request.output.height)
+    mask, score = engine.segment(image, request.clicks, image_key=f"{request.task_id}:{request.image}",
+                                 box=request.box)
+    result = mask_to_results(mask, request.output, score)
+    version = engine.model_version
+    if request.model_version and request.model_version != version:
+        logger.warning("answered with another model version than announced",
+                       extra={"model_version": version, "announced": request.model_version})
+    elapsed_ms = round(1000 * (time.perf_counter() - started), 1)
+    logger.info("segmented", extra={"task_id": request.task_id, "clicks": len(request.clicks),
+                                    "box": request.box is not None, "model_version": version,
+                                    "score": round(score, 4), "duration_ms": elapsed_ms})
+    return {"result": result, "score": score, "model_version": version}
+
+
+@functools.cache
+def worker_settings() -> Settings:
+    """The worker process's settings, read from its environment once."""
+    return Settings.from_env()
+
+
+def segment(payload: dict) -> dict:
+    """Worker job on the ``inference`` queue: :func:`run_segment` for a payload.
+
+    An expected failure (:class:`BackendError`) is stored in the job's ``meta["error"]`` (status
+    and detail) before the job fails, so the web process can answer with the same error.
+    """
+    try:
+        return run_segment(SegmentRequest.from_payload(payload), worker_settings())
+    except BackendError as exc:
+        job = get_current_job()
+        if job is not None:
+            job.meta["error"] = exc.to_dict()
+            job.save_meta()
+        raise

@@ -1,0 +1,77 @@
+"""``FCANetBackend``: the model class in the label-studio-ml style (``predict``, ``fit``, ``model_version``).
+
+It is cheap to build, as in label-studio-ml 2.x where a new instance serves each request: the
+heavy state (model, image cache) lives in the runner's process-wide engine or in the workers.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .config import Settings
+from .errors import BadRequest
+from .jobs import SegmentRequest
+from .labelstudio import Credentials
+from .learning import handle_event
+from .prompts import LabelConfig, parse_prompt
+from .queueing import Runner
+
+logger = logging.getLogger(__name__)
+
+
+class FCANetBackend:
+    """Click-based interactive segmentation for Label Studio.
+
+    Args:
+        runner: where inference runs (queue or in-process), see :mod:`backend.queueing`.
+        settings: backend settings.
+        label_config: the project's labeling config XML.
+        credentials: Label Studio URL and token for task images (env settings already applied).
+    """
+
+    def __init__(self, runner: Runner, settings: Settings, label_config: str | None = None,
+                 credentials: Credentials | None = None) -> None:
+        self.runner = runner
+        self.settings = settings
+        self.label_config = label_config
+        self.credentials = credentials or Credentials.resolve(settings)
+
+    @property
+    def model_version(self) -> str:
+        """The model version answering predictions (the registry's current version)."""
+        return self.runner.model_version
+
+    def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
+        """One prediction per task: ``{"result": [...], "score", "model_version"}``.
+
+        Args:
+            tasks: Label Studio tasks (``id``, ``data``).
+            context: ``{"result": [regions]}`` of an interactive request, or ``None``. Without
+                prompts every task gets an empty ``result``.
+            **kwargs: ``login``/``password`` Label Studio may send for task data; unused (images are
+                fetched with the Label Studio token).
+        """
+        if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+            raise BadRequest("'tasks' must be a list of task objects")
+        prompt = parse_prompt(context)
+        if prompt is None:
+            version = self.model_version
+            return [{"result": [], "score": 0.0, "model_version": version} for _ in tasks]
+        config = LabelConfig(self.label_config or "")
+        output = config.output_for(prompt)
+        version = self.model_version
+        predictions = []
+        for task in tasks:
+            request = SegmentRequest(image=config.image_reference(task, prompt.to_name), task_id=task.get("id"),
+                                     credentials=self.credentials, clicks=prompt.clicks, box=prompt.box,
+                                     output=output, model_version=version)
+            predictions.append(self.runner.segment(request))
+        return predictions
+
+    def fit(self, event: str, data: dict, **kwargs: Any) -> dict:
+        """Handle a Label Studio webhook event (annotation saved, Start Training, ...).
+
+        Delegates to :func:`backend.learning.handle_event`, which only records and enqueues, so
+        the webhook answers well within Label Studio's 1 s limit.
+        """
+        return handle_event(event, data, self.settings)

@@ -1,0 +1,327 @@
+"""Label Studio regions ⇄ clicks: the prompt of an interactive request, and the mask as a result.
+
+Prompt rules (``params.context.result`` of ``/predict``):
+
+* **Keypoints** (``keypointlabels``/``keypoint``, smart tool): ``value.x``/``value.y`` are percent of
+  the image; pixels are ``x / 100 * original_width`` and ``y / 100 * original_height``.
+* **Positive or negative**: the top-level ``is_positive`` flag decides (Label Studio sets it to
+  false for Alt+click). When it is missing, ``value.positive`` decides (the flag's name in the
+  Enterprise frontend); when both are missing the keypoint is **positive**. (The official SAM
+  examples read a missing flag as negative, which turns every click of a client that omits it
+  into a background click and leaves no first click at all.)
+* **Order**: clicks keep the order Label Studio sends regions in, which is creation order, so the
+  first click stays first as more arrive. FCA-Net's first click must be positive: if the earliest
+  region is a negative keypoint, the earliest positive click is moved to the front, the others
+  keep their order. A request with no positive prompt has no prompt (empty result).
+* **Rectangles** (``rectanglelabels``/``rectangle``, smart tool): the box gives a positive click at
+  its centre (in the box's place in the click order) and becomes the zoom region: inference runs
+  on a crop around the box and the clicks, enlarged 1.4 times about its centre and at least
+  200 px a side (the predictor's zoom-in geometry), and pixels outside that crop are background.
+  Label Studio sends every smart rectangle of the label, so only the **latest** rectangle counts;
+  earlier ones outline earlier objects. Rotated boxes use their axis-aligned bounding box.
+* **Label**: the label of the most recent prompt region is the object's label; prompt regions of
+  another label or another image (left over from other objects) are ignored. The mask gets that
+  label.
+
+Output: a ``brushlabels`` result (RLE of a 0/255 mask of exactly ``original_height ×
+original_width``, ``label_studio_sdk.converter.brush.mask2rle``) for the labeling config's
+BrushLabels control on that image, or ``polygonlabels`` results (one polygon per outer contour, in
+percent) when the image has a PolygonLabels control instead. With several such controls, the one
+that lists the clicked label wins, BrushLabels before PolygonLabels.
+"""
+from __future__ import annotations
+
+import math
+import uuid
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from label_studio_sdk.converter.brush import mask2rle
+
+from fcanet_core import Click
+
+from .config import parse_bool
+from .errors import BadRequest
+
+KEYPOINT_TYPES = ("keypointlabels", "keypoint")
+RECTANGLE_TYPES = ("rectanglelabels", "rectangle")
+OUTPUT_TYPES = ("brushlabels", "polygonlabels")
+#: Polygons smaller than this many pixels are dropped (specks).
+MIN_POLYGON_AREA = 9.0
+#: Douglas-Peucker tolerance in pixels when simplifying polygon outlines.
+POLYGON_TOLERANCE = 1.0
+
+
+class PromptError(BadRequest):
+    """The prompt regions or the labeling config cannot be used."""
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned box in original-image pixels, ``x0 <= x1``, ``y0 <= y1``."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What the annotator asked for: ordered clicks (first one positive), optional box, label.
+
+    ``width``/``height`` are the original image size the regions refer to.
+    """
+
+    clicks: tuple[Click, ...]
+    box: Box | None
+    label: str | None
+    to_name: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """Where and how the mask goes: result ``type``, control names, label, original size."""
+
+    type: str
+    from_name: str
+    to_name: str
+    label: str | None
+    width: int
+    height: int
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "OutputSpec":
+        return cls(**data)
+
+
+# ----------------------------------------------------------------------- prompts
+def parse_prompt(context: dict | None) -> Prompt | None:
+    """The prompt in a ``/predict`` context, or ``None`` when there is none (no context, no
+    keypoint/rectangle regions, or no positive click).
+
+    Raises:
+        PromptError: malformed regions (non-numeric or out-of-range coordinates, missing size).
+    """
+    if context is None:
+        return None
+    if not isinstance(context, dict):
+        raise PromptError(f"params.context must be an object or null, got {type(context).__name__}")
+    regions = context.get("result") or []
+    if not isinstance(regions, list):
+        raise PromptError("params.context.result must be a list of regions")
+    prompt_regions = [r for r in regions if isinstance(r, dict) and r.get("type") in KEYPOINT_TYPES + RECTANGLE_TYPES]
+    if not prompt_regions:
+        return None
+    latest = prompt_regions[-1]
+    label, to_name = _label(latest), latest.get("to_name")
+    group = [r for r in prompt_regions if r.get("to_name") == to_name and _label(r) == label]
+    width, height = _original_size(latest)
+    last_box = max((i for i, r in enumerate(group) if r["type"] in RECTANGLE_TYPES), default=None)
+    clicks: list[Click] = []
+    box = None
+    for i, region in enumerate(group):
+        if region["type"] in KEYPOINT_TYPES:
+            clicks.append(_keypoint_click(region, width, height))
+        elif i == last_box:
+            box = _rectangle_box(region, width, height)
+            clicks.append(_clamped_click((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2, True, width, height))
+    clicks = first_click_positive(clicks)
+    if not clicks:
+        return None
+    return Prompt(tuple(clicks), box, label, str(to_name), width, height)
+
+
+def first_click_positive(clicks: list[Click]) -> list[Click]:
+    """Move the earliest positive click to the front if needed; ``[]`` when there is none."""
+    first = next((i for i, c in enumerate(clicks) if c.positive), None)
+    if first is None:
+        return []
+    return [clicks[first], *clicks[:first], *clicks[first + 1:]]
+
+
+def is_positive(region: dict) -> bool:
+    """The keypoint's polarity: ``is_positive``, else ``value.positive``, else positive."""
+    for flag in (region.get("is_positive"), (region.get("value") or {}).get("positive")):
+        if flag is not None:
+            return _as_bool(flag, region)
+    return True
+
+
+def _as_bool(flag: Any, region: dict) -> bool:
+    if isinstance(flag, bool):
+        return flag
+    if isinstance(flag, (int, float)) and flag in (0, 1):
+        return bool(flag)
+    if isinstance(flag, str):
+        try:
+            return parse_bool(flag)
+        except ValueError:
+            pass
+    raise PromptError(f"region {region.get('id')!r}: positive flag {flag!r} is not a boolean")
+
+
+def _label(region: dict) -> str | None:
+    value = region.get("value") or {}
+    labels = value.get(region.get("type")) or value.get("labels") or []
+    return str(labels[0]) if isinstance(labels, list) and labels else None
+
+
+def _original_size(region: dict) -> tuple[int, int]:
+    try:
+        width, height = int(region["original_width"]), int(region["original_height"])
+    except (KeyError, TypeError, ValueError):
+        raise PromptError(f"region {region.get('id')!r} lacks original_width/original_height") from None
+    if width <= 0 or height <= 0:
+        raise PromptError(f"region {region.get('id')!r} has an empty image size {width}x{height}")
+    return width, height
+
+
+def _percent(region: dict, key: str, low: float = 0.0, high: float = 100.0) -> float:
+    raw = (region.get("value") or {}).get(key, 0.0 if key == "rotation" else None)
+    try:
+        number = float(raw)
+    except (TypeError, ValueError):
+        raise PromptError(f"region {region.get('id')!r}: value.{key} = {raw!r} is not a number") from None
+    if not (math.isfinite(number) and low <= number <= high):
+        raise PromptError(f"region {region.get('id')!r}: value.{key} = {number} is outside [{low}, {high}]")
+    return number
+
+
+def _clamped_click(x: float, y: float, positive: bool, width: int, height: int) -> Click:
+    return Click(min(max(x, 0.0), width - 1.0), min(max(y, 0.0), height - 1.0), positive)
+
+
+def _keypoint_click(region: dict, width: int, height: int) -> Click:
+    x = _percent(region, "x") / 100.0 * width
+    y = _percent(region, "y") / 100.0 * height
+    return _clamped_click(x, y, is_positive(region), width, height)
+
+
+def _rectangle_box(region: dict, width: int, height: int) -> Box:
+    x, y = _percent(region, "x") / 100.0 * width, _percent(region, "y") / 100.0 * height
+    w, h = _percent(region, "width") / 100.0 * width, _percent(region, "height") / 100.0 * height
+    if w <= 0 or h <= 0:
+        raise PromptError(f"region {region.get('id')!r}: rectangle has no area")
+    angle = math.radians(_percent(region, "rotation", -360.0, 360.0))
+    cos, sin = math.cos(angle), math.sin(angle)
+    corners = [(x + cx * cos - cy * sin, y + cx * sin + cy * cos) for cx, cy in ((0, 0), (w, 0), (w, h), (0, h))]
+    xs, ys = [c[0] for c in corners], [c[1] for c in corners]
+    box = Box(max(0.0, min(xs)), max(0.0, min(ys)), min(float(width), max(xs)), min(float(height), max(ys)))
+    if box.x1 <= box.x0 or box.y1 <= box.y0:
+        raise PromptError(f"region {region.get('id')!r}: rectangle lies outside the image")
+    return box
+
+
+# ---------------------------------------------------------------- label config
+@dataclass(frozen=True)
+class ControlTag:
+    """A control of the labeling config: ``type`` lower-case (``brushlabels``), its labels."""
+
+    name: str
+    type: str
+    to_names: tuple[str, ...]
+    labels: tuple[str, ...]
+
+
+class LabelConfig:
+    """The parts of a labeling config (XML) the backend needs: images and output controls."""
+
+    def __init__(self, xml: str) -> None:
+        if not isinstance(xml, str) or not xml.strip():
+            raise PromptError("the labeling config (label_config) is missing")
+        try:
+            root = ET.fromstring(xml)
+        except ET.ParseError as exc:
+            raise PromptError(f"the labeling config is not valid XML: {exc}") from None
+        self.images: dict[str, str] = {}
+        self.controls: list[ControlTag] = []
+        for node in root.iter():
+            tag = str(node.tag).lower()
+            name = node.get("name")
+            if tag == "image" and name:
+                self.images[name] = node.get("value", "")
+            elif tag in OUTPUT_TYPES and name:
+                to_names = tuple(t.strip() for t in (node.get("toName") or "").split(",") if t.strip())
+                labels = tuple(child.get("value") for child in node.iter()
+                               if str(child.tag).lower() == "label" and child.get("value") is not None)
+                self.controls.append(ControlTag(name, tag, to_names, labels))
+
+    def image_reference(self, task: dict, to_name: str) -> str:
+        """The image reference of ``task`` for the Image tag ``to_name`` (``$image`` → ``data["image"]``)."""
+        if to_name not in self.images:
+            raise PromptError(f"the labeling config has no <Image name={to_name!r}>")
+        value = self.images[to_name]
+        if not value.startswith("$"):
+            return value
+        data = task.get("data") if isinstance(task, dict) else None
+        reference = data.get(value[1:]) if isinstance(data, dict) else None
+        if not isinstance(reference, str) or not reference:
+            raise PromptError(f"task {task.get('id') if isinstance(task, dict) else None!r} has no "
+                              f"data field {value[1:]!r} (from <Image value={value!r}>)")
+        return reference
+
+    def output_for(self, prompt: Prompt) -> OutputSpec:
+        """The result control for the prompt's image and label (rules in the module docstring)."""
+        candidates = [c for c in self.controls if prompt.to_name in c.to_names]
+        if not candidates:
+            raise PromptError(f"the labeling config has no BrushLabels or PolygonLabels control for "
+                              f"image {prompt.to_name!r}: add <BrushLabels name=\"tag\" toName=\"{prompt.to_name}\">")
+        candidates.sort(key=lambda c: (prompt.label not in c.labels, OUTPUT_TYPES.index(c.type)))
+        control = candidates[0]
+        label = prompt.label if prompt.label is not None else (control.labels[0] if control.labels else None)
+        return OutputSpec(control.type, control.name, prompt.to_name, label, prompt.width, prompt.height)
+
+
+# ---------------------------------------------------------------------- output
+def mask_to_results(mask: np.ndarray, spec: OutputSpec, score: float) -> list[dict]:
+    """Label Studio result regions for a 0/1 mask of the original size (``[]`` for an empty mask)."""
+    if mask.shape != (spec.height, spec.width):
+        raise ValueError(f"mask is {mask.shape[1]}x{mask.shape[0]}, the image {spec.width}x{spec.height}")
+    if not mask.any():
+        return []
+    if spec.type == "brushlabels":
+        return [brush_result(mask, spec, score)]
+    return polygon_results(mask, spec, score)
+
+
+def _region(spec: OutputSpec, value: dict, score: float) -> dict:
+    labels = [spec.label] if spec.label is not None else []
+    return {"id": uuid.uuid4().hex[:10], "from_name": spec.from_name, "to_name": spec.to_name,
+            "type": spec.type, "original_width": spec.width, "original_height": spec.height,
+            "image_rotation": 0, "value": {**value, spec.type: labels}, "score": float(score),
+            "readonly": False}
+
+
+def brush_result(mask: np.ndarray, spec: OutputSpec, score: float) -> dict:
+    """One ``brushlabels`` region: Label Studio RLE of the mask scaled to 0/255."""
+    rle = mask2rle((mask > 0).astype(np.uint8) * 255)
+    return _region(spec, {"format": "rle", "rle": [int(v) for v in rle]}, score)
+
+
+def polygon_results(mask: np.ndarray, spec: OutputSpec, score: float) -> list[dict]:
+    """``polygonlabels`` regions, one per outer contour (largest first), points in percent.
+
+    Vertices are pixel centres (``(i + 0.5) / size * 100``); holes are not represented.
+    """
+    contours, _ = cv2.findContours((mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    results = []
+    for contour in sorted(contours, key=cv2.contourArea, reverse=True):
+        if cv2.contourArea(contour) < MIN_POLYGON_AREA:
+            continue
+        points = cv2.approxPolyDP(contour, POLYGON_TOLERANCE, True).reshape(-1, 2)
+        if len(points) < 3:
+            continue
+        percent = [[(float(x) + 0.5) / spec.width * 100.0, (float(y) + 0.5) / spec.height * 100.0]
+                   for x, y in points]
+        results.append(_region(spec, {"points": percent, "closed": True}, score))
+    return results
+

@@ -1,0 +1,231 @@
+"""Where inference runs: RQ queues on Redis when ``REDIS_URL`` is set, else the web process itself.
+
+Queues: ``inference`` (one job per click), ``training`` (fine-tuning), ``batch`` (auto-annotation).
+
+With Redis the web process never loads a model: :class:`QueueRunner` enqueues a
+:func:`backend.jobs.segment` job and waits for its result up to ``PREDICT_TIMEOUT``, watching that
+the worker running it is alive (its heartbeat key, see :mod:`backend.worker`). Errors come back as
+:class:`~backend.errors.BackendError` with an HTTP status: Redis unreachable → 503, the job's
+worker died → 503, ``PREDICT_TIMEOUT`` passed or the job hit ``JOB_TIMEOUT`` → 504, an image or
+prompt problem in the worker → the worker's own status (4xx/502). A job nobody started within
+``PREDICT_TIMEOUT`` is removed from the queue, so stale clicks do not pile up.
+
+Without Redis, :class:`InProcessRunner` runs :func:`backend.jobs.run_segment` in the web process
+with the process-wide engine, loaded when the runner is made (at app start, not in a request).
+Both runners share one interface: ``model_version``, ``segment(request) -> dict`` and
+``queue_depths() -> dict``; :func:`make_runner` picks one from the settings.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Any, Callable, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from redis import Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+from rq import Queue
+from rq.exceptions import InvalidJobOperation
+from rq.job import Job, JobStatus
+from rq.results import Result
+from rq.worker import Worker
+
+from .config import Settings
+from .errors import BackendError
+from .inference import get_engine
+from .jobs import SEGMENT_JOB, SegmentRequest, run_segment
+from .registry import ModelRegistry
+
+logger = logging.getLogger(__name__)
+
+QUEUE_INFERENCE = "inference"
+QUEUE_TRAINING = "training"
+QUEUE_BATCH = "batch"
+QUEUE_NAMES = (QUEUE_INFERENCE, QUEUE_TRAINING, QUEUE_BATCH)
+#: Seconds a finished click result stays in Redis (the web process reads it at once).
+RESULT_TTL = 300
+#: Seconds a failed click job stays in the failed registry, for inspection (its payload holds
+#: the Label Studio token, so not longer than needed).
+FAILURE_TTL = 3600
+#: Seconds to connect to Redis before answering 503.
+CONNECT_TIMEOUT_S = 2.0
+#: Poll period while waiting for a job (blocking read on its result stream in between).
+POLL_S = 1
+#: A queued click expires this long after PREDICT_TIMEOUT even if the web process could not cancel it.
+QUEUED_TTL_MARGIN_S = 10
+
+
+class QueueUnavailable(BackendError):
+    """Redis cannot be reached."""
+
+    status = 503
+
+
+class WorkerLost(BackendError):
+    """The worker running the job stopped sending heartbeats (killed or crashed)."""
+
+    status = 503
+
+
+class PredictTimeout(BackendError):
+    """No result within ``PREDICT_TIMEOUT``, or the job exceeded ``JOB_TIMEOUT``."""
+
+    status = 504
+
+
+class JobFailed(BackendError):
+    """The job failed with an unexpected error."""
+
+    status = 500
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def redis_connection(settings: Settings) -> Redis:
+    """A Redis client for ``REDIS_URL`` that fails fast (short connect timeout, one retry)."""
+    if not settings.redis_url:
+        raise QueueUnavailable("REDIS_URL is not set", status=500)
+    return Redis.from_url(settings.redis_url, socket_connect_timeout=CONNECT_TIMEOUT_S,
+                          retry=Retry(NoBackoff(), 1), health_check_interval=30)
+
+
+def unavailable(settings: Settings, exc: Exception) -> QueueUnavailable:
+    """The 503 error for a Redis failure."""
+    return QueueUnavailable(f"the job queue (Redis at {redacted(settings.redis_url or '')}) is unavailable: "
+                            f"{exc}. Start Redis, or unset REDIS_URL to run inference in the web process")
+
+
+def enqueue(settings: Settings, queue_name: str, func: str | Callable[..., Any], *args: Any,
+            connection: Redis | None = None, **kwargs: Any) -> Job:
+    """Put ``func(*args)`` on a queue (``kwargs`` go to ``Queue.enqueue``: ``job_timeout``, ...).
+
+    Raises:
+        QueueUnavailable: Redis cannot be reached.
+    """
+    try:
+        queue = Queue(queue_name, connection=connection or redis_connection(settings))
+        return queue.enqueue(func, *args, **kwargs)
+    except RedisError as exc:
+        raise unavailable(settings, exc) from None
+
+
+class Runner(Protocol):
+    """What the web process needs from an inference backend."""
+
+    @property
+    def model_version(self) -> str: ...
+
+    def segment(self, request: SegmentRequest) -> dict: ...
+
+    def queue_depths(self) -> dict[str, int]: ...
+
+
+class InProcessRunner:
+    """Inference inside the web process (no Redis): the engine is loaded when this is made."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = get_engine(settings)
+
+    @property
+    def model_version(self) -> str:
+        return self.engine.model_version
+
+    def segment(self, request: SegmentRequest) -> dict:
+        self.engine.reload_if_changed()
+        return run_segment(request, self.settings)
+
+    def queue_depths(self) -> dict[str, int]:
+        return {}
+
+
+class QueueRunner:
+    """Inference by jobs on the ``inference`` queue; this process never loads a model."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.connection = redis_connection(settings)
+        self.registry = ModelRegistry(settings.model_dir, settings.fcanet_checkpoint)
+
+    @property
+    def model_version(self) -> str:
+        """The registry's current version, which the workers serve (read from ``MODEL_DIR``)."""
+        return self.registry.current().name
+
+    def segment(self, request: SegmentRequest) -> dict:
+        deadline = time.monotonic() + self.settings.predict_timeout
+        job = enqueue(self.settings, QUEUE_INFERENCE, SEGMENT_JOB, request.to_payload(),
+                      connection=self.connection, job_timeout=self.settings.job_timeout,
+                      ttl=int(self.settings.predict_timeout) + QUEUED_TTL_MARGIN_S, result_ttl=RESULT_TTL,
+                      failure_ttl=FAILURE_TTL, description=f"segment task {request.task_id}")
+        logger.debug("job enqueued", extra={"job_id": job.id, "task_id": request.task_id})
+        try:
+            return self._wait(job, deadline)
+        except RedisError as exc:
+            raise unavailable(self.settings, exc) from None
+
+    def _wait(self, job: Job, deadline: float) -> dict:
+        while True:
+            result = job.latest_result(timeout=POLL_S)
+            if result is not None:
+                return self._outcome(job, result)
+            try:
+                status = job.get_status(refresh=True)
+            except InvalidJobOperation:
+                raise JobFailed(f"job {job.id} disappeared from Redis before it gave a result") from None
+            if status == JobStatus.STARTED and not self._worker_alive(job):
+                raise WorkerLost(f"the worker {job.worker_name!r} running job {job.id} stopped sending "
+                                 "heartbeats (killed or crashed); the click was not answered, try again")
+            if time.monotonic() >= deadline:
+                raise self._timed_out(job, status)
+
+    def _outcome(self, job: Job, result: Result) -> dict:
+        if result.type == Result.Type.SUCCESSFUL:
+            return result.return_value
+        job.refresh()
+        if "error" in job.meta:
+            raise BackendError.from_dict(job.meta["error"])
+        text = (result.exc_string or "").strip()
+        if "JobTimeoutException" in text:
+            raise PredictTimeout(f"inference job {job.id} ran longer than JOB_TIMEOUT={self.settings.job_timeout}s")
+        last_line = text.splitlines()[-1] if text else str(result.type)
+        raise JobFailed(f"inference job {job.id} failed: {last_line}")
+
+    def _worker_alive(self, job: Job) -> bool:
+        if not job.worker_name:
+            job.refresh()                             # the worker's name is stored when it starts the job
+        if not job.worker_name:
+            return True
+        return bool(self.connection.exists(Worker.redis_worker_namespace_prefix + job.worker_name))
+
+    def _timed_out(self, job: Job, status: JobStatus | None) -> PredictTimeout:
+        waited = self.settings.predict_timeout
+        if status in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, None):
+            with contextlib.suppress(InvalidJobOperation):
+                job.cancel()
+            return PredictTimeout(f"no worker started job {job.id} within PREDICT_TIMEOUT={waited:g}s: is "
+                                  "`python -m backend worker --queues inference` running and connected to the "
+                                  "same REDIS_URL?")
+        return PredictTimeout(f"job {job.id} gave no result within PREDICT_TIMEOUT={waited:g}s (status {status})")
+
+    def queue_depths(self) -> dict[str, int]:
+        """Jobs waiting per queue."""
+        try:
+            return {name: Queue(name, connection=self.connection).count for name in QUEUE_NAMES}
+        except RedisError as exc:
+            raise unavailable(self.settings, exc) from None
+
+
+def make_runner(settings: Settings) -> Runner:
+    """:class:`QueueRunner` when ``REDIS_URL`` is set, else :class:`InProcessRunner`."""
+    return QueueRunner(settings) if settings.queued else InProcessRunner(settings)

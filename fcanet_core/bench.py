@@ -1,0 +1,150 @@
+"""Seconds per click of an FCA-Net on this machine.
+
+``python -m fcanet_core.bench --arch resnet101 --size 512x683 --clicks 5 --repeats 3``
+
+Times the full predictor path (image resize, click encoding, network, sigmoid, resize back)
+for click lists of growing length, as in an interactive session, and the network forward
+alone; prints the result as JSON. CPU seconds of the process are reported too: on a shared
+machine they vary less than wall time. Without ``--checkpoint`` the weights are random: the speed
+of these networks does not depend on their weights.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .checkpoint import load_model
+from .clicks import Click
+from .model import MODEL_BUILDERS, build_model
+from .predictor import Predictor
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"512x683"`` → (height 512, width 683)."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be HEIGHTxWIDTH, e.g. 512x683, got {text!r}") from None
+    if height < 16 or width < 16:
+        raise argparse.ArgumentTypeError("size must be at least 16x16")
+    return height, width
+
+
+def synthetic_scene(height: int, width: int, n_clicks: int, seed: int = 0) -> tuple[np.ndarray, list[Click]]:
+    """A smooth random RGB image and ``n_clicks`` clicks (first positive at the centre, then alternating)."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:height, 0:width]
+    base = 127 + 60 * np.sin(xs[..., None] / 37.0 + ys[..., None] / 53.0 + np.arange(3))
+    image = np.clip(base + rng.normal(0, 20, (height, width, 3)), 0, 255).astype(np.uint8)
+    clicks = [Click(width // 2, height // 2, True)]
+    while len(clicks) < n_clicks:
+        clicks.append(Click(int(rng.integers(width)), int(rng.integers(height)), len(clicks) % 2 == 0))
+    return image, clicks
+
+
+def summarise(seconds: Sequence[float]) -> dict[str, float]:
+    """Median, mean, 90th percentile and count of timings."""
+    return {
+        "median": statistics.median(seconds),
+        "mean": statistics.fmean(seconds),
+        "p90": float(np.percentile(seconds, 90)),
+        "n": len(seconds),
+    }
+
+
+def machine_info() -> dict[str, object]:
+    """CPU model (from /proc/cpuinfo), core count and software versions."""
+    cpu = platform.processor() or "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {"cpu_model": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "torch": torch.__version__}
+
+
+def _timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def run_bench(model: torch.nn.Module, arch: str, size: tuple[int, int], device: str, n_clicks: int,
+              repeats: int, fuse: bool = True, channels_last: bool = True) -> dict[str, object]:
+    """Time ``repeats`` interactive sessions of ``n_clicks`` clicks, and the forward alone."""
+    predictor = Predictor(model, device=device, fuse=fuse, channels_last=channels_last)
+    image, clicks = synthetic_scene(*size, n_clicks)
+    predictor.predict(image, clicks[:1])  # warm-up: first-call allocations and kernel selection
+    per_click = [_timed(lambda: predictor.predict(image, clicks[:k]))
+                 for _ in range(repeats) for k in range(1, n_clicks + 1)]
+    inputs = predictor.network_inputs(image, clicks)
+    with torch.inference_mode():
+        forward = [_timed(lambda: predictor.model(*inputs)) for _ in range(repeats)]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {
+        "arch": arch,
+        "device": str(predictor.device),
+        "input_size": list(size),
+        "network_input_size": list(inputs[0].shape[2:]),
+        "torch_threads": torch.get_num_threads(),
+        "fused": fuse,
+        "channels_last": channels_last,
+        "clicks": n_clicks,
+        "repeats": repeats,
+        "seconds_per_click": summarise([wall for wall, _ in per_click]),
+        "cpu_seconds_per_click": summarise([cpu for _, cpu in per_click]),
+        "forward_seconds": summarise([wall for wall, _ in forward]),
+        "machine": {**machine_info(), "load_average_1min": load},
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, object]:
+    """Command-line entry point; prints and returns the JSON result."""
+    parser = argparse.ArgumentParser(prog="python -m fcanet_core.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", choices=sorted(MODEL_BUILDERS), default="lite0",
+                        help="architecture with random weights (ignored with --checkpoint)")
+    parser.add_argument("--checkpoint", help="checkpoint file or 'default' instead of random weights")
+    parser.add_argument("--size", type=parse_size, default=(512, 683), help="image HEIGHTxWIDTH (default 512x683)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--clicks", type=int, default=5, help="clicks per simulated session")
+    parser.add_argument("--repeats", type=int, default=3, help="simulated sessions (and forward-only runs)")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--no-fuse", action="store_true", help="keep BatchNorm layers separate")
+    parser.add_argument("--no-channels-last", action="store_true", help="use the default memory format")
+    parser.add_argument("--json", type=Path, help="also write the result to this file")
+    args = parser.parse_args(argv)
+    if args.clicks < 1 or args.repeats < 1:
+        parser.error("--clicks and --repeats must be at least 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.checkpoint:
+        model = load_model(args.checkpoint)
+        arch = model.arch
+    else:
+        torch.manual_seed(0)
+        model, arch = build_model(args.arch), args.arch
+    result = run_bench(model, arch, args.size, args.device, args.clicks, args.repeats,
+                       fuse=not args.no_fuse, channels_last=not args.no_channels_last)
+    result["checkpoint"] = args.checkpoint
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

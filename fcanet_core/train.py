@@ -1,0 +1,383 @@
+"""Training and fine-tuning of FCA-Net with simulated and iterative-training clicks.
+
+CLI::
+
+    python -m fcanet_core.train --config configs/lite0_cpu.py [--device cpu|cuda] [--resume]
+        [--init CHECKPOINT] [--out DIR] [--max-steps N]
+
+The run folder holds ``last.pt`` (the full training state: model, optimizer, LR schedule, step,
+data order, ITIS memory and RNG states, written atomically every ``checkpoint_every`` steps and at
+the end) and ``metrics.jsonl`` (the learning curve: step, loss, lr, images/s and, when evaluated,
+NoC@85/90 on the evaluation folder). ``--resume`` continues a killed run exactly where its last
+checkpoint left it. Export a model for use with :mod:`fcanet_core.export_model`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import runpy
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from .checkpoint import _atomic_save as atomic_save
+from .checkpoint import load_model
+from .losses import click_loss
+from .model import FCANet, build_model
+from .sampling import ItisMemory, robot_update
+from .train_data import CropSpec, Example, collate, load_training_samples, make_example
+
+logger = logging.getLogger(__name__)
+
+STATE_FORMAT = "fcanet_core.train_state"
+STATE_FILE = "last.pt"
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (paths relative to the working directory)."""
+
+    arch: str = "lite0"
+    train_dirs: tuple[str, ...] = ()
+    pretrained: bool = True  # ImageNet backbone (lite0 only)
+    crop: int = 256
+    short_side: int = 352
+    scale_range: tuple[float, float] = (0.7, 1.4)
+    flip: bool = True
+    batch_size: int = 8
+    max_steps: int = 1000
+    time_budget_s: float = 0.0  # >0: also end after this many seconds of training steps (see poly_factor)
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    poly_power: float = 0.9
+    warmup_steps: int = 0
+    itis_start: int = 0  # first step whose predictions feed iterative training (ITIS)
+    itis_probability: float = 0.7
+    checkpoint_every: int = 200
+    log_every: int = 20
+    eval_dir: str | None = None
+    eval_every: int = 0  # steps between evaluations; 0 = only at the end (if eval_dir is set)
+    eval_limit: int = 10
+    eval_max_clicks: int = 20
+    seed: int = 0
+    num_threads: int = 0  # torch CPU threads; 0 = torch's default
+    extra: dict[str, Any] = field(default_factory=dict)  # free notes stored with the run
+
+    def __post_init__(self) -> None:
+        if not self.train_dirs:
+            raise ValueError("train_dirs must name at least one training folder")
+        if self.batch_size < 1 or self.max_steps < 1 or self.crop < 16:
+            raise ValueError("batch_size and max_steps must be positive and crop at least 16")
+        if not 0.0 <= self.itis_probability <= 1.0:
+            raise ValueError("itis_probability must lie in [0, 1]")
+
+    @property
+    def crop_spec(self) -> CropSpec:
+        """The view settings for :mod:`fcanet_core.train_data`."""
+        return CropSpec(self.crop, self.short_side, tuple(self.scale_range), self.flip)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a config: a Python file defining ``CONFIG`` (a :class:`TrainConfig` or dict), or YAML."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file not found: {path}")
+    if path.suffix == ".py":
+        raw = runpy.run_path(str(path)).get("CONFIG")
+        if raw is None:
+            raise ValueError(f"{path} defines no CONFIG")
+    else:
+        raw = yaml.safe_load(path.read_text())
+    if dataclasses.is_dataclass(raw) and not isinstance(raw, type):
+        raw = dataclasses.asdict(raw)  # also a TrainConfig built by this module run as __main__
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: CONFIG must be a TrainConfig or a mapping")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
+    raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    return TrainConfig(**raw)
+
+
+def run_progress(step: int, elapsed_s: float, config: TrainConfig) -> float:
+    """Fraction of the run done: ``step/max_steps``, or the training time spent of ``time_budget_s``
+    when that is further along (a run on a shared CPU then ends on time with its LR decayed)."""
+    done = step / config.max_steps
+    if config.time_budget_s > 0:
+        done = max(done, elapsed_s / config.time_budget_s)
+    return min(done, 1.0)
+
+
+def poly_factor(step: int, elapsed_s: float, config: TrainConfig) -> float:
+    """LR multiplier: linear warm-up over ``warmup_steps``, then (1 − progress)^power."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    return (1.0 - run_progress(step, elapsed_s, config)) ** config.poly_power
+
+
+def read_train_state(path: str | Path) -> dict[str, Any]:
+    """Load a ``last.pt`` training state (on CPU); ``ValueError`` if the file is something else."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ValueError(f"{path} is not a training state written by fcanet_core.train")
+    return state
+
+
+def _init_weights(model: FCANet, path: str | Path, arch: str) -> None:
+    """Copy weights from a training state or any checkpoint :func:`fcanet_core.load_model` reads."""
+    path = Path(path)
+    try:
+        state = read_train_state(path)
+        source_arch, weights = state["arch"], state["model"]
+    except ValueError:
+        source = load_model(str(path), "cpu")
+        source_arch, weights = source.arch, source.state_dict()
+    if source_arch != arch:
+        raise ValueError(f"--init checkpoint {path} is a {source_arch!r} model but the config trains {arch!r}")
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+    logger.info("initialised from %s", path)
+
+
+class _Order:
+    """Epoch-wise random order over the samples, resumable from its state."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.perm, self.pos, self.epoch = n, np.zeros(0, dtype=np.int64), 0, -1
+
+    def take(self, k: int, rng: np.random.Generator) -> list[int]:
+        out: list[int] = []
+        while len(out) < k:
+            if self.pos >= self.perm.size:
+                self.perm, self.pos, self.epoch = rng.permutation(self.n), 0, self.epoch + 1
+            out.append(int(self.perm[self.pos]))
+            self.pos += 1
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"perm": self.perm.tolist(), "pos": self.pos, "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.perm, self.pos, self.epoch = np.asarray(state["perm"], dtype=np.int64), state["pos"], state["epoch"]
+
+
+def _evaluate(model: FCANet, config: TrainConfig) -> dict[str, float]:
+    """NoC@85/90 of the current weights on the first ``eval_limit`` instances of ``eval_dir``."""
+    from .datasets import load_samples
+    from .evaluate import evaluate
+    from .predictor import Predictor
+
+    was_training = model.training
+    model.eval()
+    try:
+        samples = load_samples(config.eval_dir, config.eval_limit)
+        result = evaluate(Predictor(model, sis=False), samples, config.eval_max_clicks)
+    finally:
+        model.train(was_training)
+    return {"noc85": result.noc85, "noc90": result.noc90, "eval_n": result.n,
+            "miou_1": result.miou_curve[0], "spc": result.spc}
+
+
+class _StopFlag:
+    """Set by SIGTERM/SIGINT (when training runs in the main thread) so the loop saves and stops."""
+
+    def __init__(self) -> None:
+        self.set = False
+
+    def __call__(self, signum: int, _frame: Any) -> None:
+        logger.warning("signal %d: saving a checkpoint and stopping", signum)
+        self.set = True
+
+
+def train(config: TrainConfig, out_dir: str | Path, device: str = "cpu", resume: bool = False,
+          init: str | Path | None = None, stop_after: int | None = None, progress: bool = True) -> Path:
+    """Train (or fine-tune with ``init``) and return the path of the final training state.
+
+    Args:
+        config: the run's settings.
+        out_dir: run folder for ``last.pt`` and ``metrics.jsonl``.
+        device: ``"cpu"`` or ``"cuda"`` (mixed precision on CUDA).
+        resume: continue from ``out_dir/last.pt`` (its model, optimizer, schedule, data order,
+            ITIS memory and RNG states); the given ``config`` may only change ``max_steps`` and
+            the evaluation/checkpoint settings.
+        init: start from the weights of this checkpoint (a training state, a project checkpoint
+            or an official state_dict) instead of the ImageNet backbone.
+        stop_after: stop (with a checkpoint) after this many steps in total, keeping the LR
+            schedule of ``config.max_steps``; the run can be resumed later.
+        progress: show a tqdm bar with loss and images/s.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / STATE_FILE
+    if resume and not state_path.is_file():
+        raise ValueError(f"--resume: no training state at {state_path}")
+    if not resume and state_path.is_file():
+        raise ValueError(f"{state_path} exists: pass resume=True (--resume) or choose another --out")
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    dev = torch.device(device)
+    amp = dev.type == "cuda"
+
+    samples = load_training_samples(config.train_dirs)
+    torch.manual_seed(config.seed)  # the heads' initialisation
+    model = build_model(config.arch, **({"pretrained": config.pretrained} if config.arch == "lite0" else {}))
+    if init is not None and not resume:
+        _init_weights(model, init, config.arch)
+    model.to(dev).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    step, elapsed = 0, 0.0
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: poly_factor(s, elapsed, config))
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    rng = np.random.default_rng(config.seed)
+    order = _Order(len(samples))
+    memory = ItisMemory(config.itis_probability)
+
+    if resume:
+        state = read_train_state(state_path)
+        if state["arch"] != config.arch or len(samples) != state["n_samples"]:
+            raise ValueError(f"{state_path} was trained as {state['arch']} on {state['n_samples']} samples; "
+                             f"the config gives {config.arch} on {len(samples)}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        rng.bit_generator.state = state["rng"]["numpy"]
+        torch.set_rng_state(state["rng"]["torch"])
+        order.load_state_dict(state["order"])
+        memory.load_state_dict(state["itis"])
+        step, elapsed = state["step"], state["elapsed_s"]
+        logger.info("resumed %s at step %d", state_path, step)
+
+    def save() -> None:
+        atomic_save({
+            "format": STATE_FORMAT, "arch": config.arch, "config": dataclasses.asdict(config),
+            "step": step, "elapsed_s": elapsed, "n_samples": len(samples),
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()},
+            "order": order.state_dict(), "itis": memory.state_dict(),
+        }, state_path)
+
+    def log(record: dict[str, Any]) -> None:
+        with open(out / METRICS_FILE, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def run_eval() -> None:
+        try:
+            metrics = _evaluate(model, config)
+        except Exception:  # an evaluation failure must not end a long run
+            logger.exception("evaluation at step %d failed; training goes on", step)
+            return
+        log({"step": step, **metrics})
+        logger.info("step %d: NoC@85 %.2f, NoC@90 %.2f on %d instances", step,
+                    metrics["noc85"], metrics["noc90"], metrics["eval_n"])
+
+    stop = _StopFlag()
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers need it
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)} if in_main_thread else {}
+    last_step = min(config.max_steps, stop_after) if stop_after is not None else config.max_steps
+    bar = tqdm(total=last_step, initial=step, desc="train", unit="step", disable=not progress, mininterval=5)
+    window: list[float] = []
+    window_start = time.perf_counter()
+    try:
+        while step < last_step and run_progress(step, elapsed, config) < 1.0 and not stop.set:
+            tic = time.perf_counter()
+            examples = [make_example(samples, i, config.crop_spec, rng, memory)
+                        for i in order.take(config.batch_size, rng)]
+            batch = {k: torch.from_numpy(v).to(dev) for k, v in collate(examples).items()}
+            with torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
+                logits, first_logits = model.forward_with_first_head(
+                    batch["image"], batch["pos"], batch["neg"], batch["first"])
+            loss = click_loss(logits, first_logits, batch["gt"], batch["pos"], batch["neg"], batch["first"])
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss.item()} at step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            lr = optimizer.param_groups[0]["lr"]
+            if step >= config.itis_start and memory.probability > 0:
+                _remember_robot_clicks(examples, logits, memory)
+            step += 1
+            elapsed += time.perf_counter() - tic
+            scheduler.step()
+            window.append(loss.item())
+            bar.update(1)
+            finished = step == last_step or run_progress(step, elapsed, config) >= 1.0
+            if step % config.log_every == 0 or finished:
+                now = time.perf_counter()
+                ips = len(window) * config.batch_size / max(now - window_start, 1e-9)
+                bar.set_postfix(loss=f"{np.mean(window):.4f}", img_s=f"{ips:.1f}")
+                log({"step": step, "loss": float(np.mean(window)), "lr": lr, "images_per_s": ips,
+                     "elapsed_s": round(elapsed, 1), "epoch": order.epoch})
+                window, window_start = [], now
+            if step % config.checkpoint_every == 0:
+                save()
+            if config.eval_dir and config.eval_every and step % config.eval_every == 0 and not finished:
+                run_eval()
+                window_start = time.perf_counter()
+        save()
+        if config.eval_dir and run_progress(step, elapsed, config) >= 1.0:
+            run_eval()
+    finally:
+        bar.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    logger.info("stopped at step %d of %d (%.0f s of training)", step, config.max_steps, elapsed)
+    return state_path
+
+
+def _remember_robot_clicks(examples: Sequence[Example], logits: torch.Tensor, memory: ItisMemory) -> None:
+    """ITIS: store each example's view and clicks plus the robot's click on the current prediction."""
+    probs = torch.sigmoid(logits.detach().float()).cpu().numpy()[:, 0]
+    for example, prob in zip(examples, probs):
+        memory.remember(example.index, example.view, robot_update(example.clicks, prob, example.gt))
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m fcanet_core.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, help="Python (defining CONFIG) or YAML config file")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--init", default=None, help="start from this checkpoint's weights (fine-tuning)")
+    parser.add_argument("--out", default="runs/train", help="run folder (default runs/train)")
+    parser.add_argument("--max-steps", type=int, default=None, help="override the config's max_steps")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    args = _parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+        if args.max_steps is not None:
+            config = config.replace(max_steps=args.max_steps)
+        path = train(config, args.out, device=args.device, resume=args.resume, init=args.init)
+    except ValueError as exc:
+        logger.error("%s", exc)
+        return 2
+    sys.stdout.write(f"{path}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

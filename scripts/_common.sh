@@ -1,0 +1,47 @@
+# shellcheck shell=bash
+# Helpers sourced by scripts/serve.sh and scripts/test.sh (not meant to be run directly).
+# Expects the current directory to be the repository root.
+
+VENV_DIR="${VENV_DIR:-.venv}"
+PY="$VENV_DIR/bin/python"
+
+log() { echo "[$(basename "$0")] $*" >&2; }
+
+# Create the virtualenv if needed and install requirements.txt when it changed since the last install.
+ensure_venv() {
+    if [ ! -x "$PY" ]; then
+        log "creating $VENV_DIR"
+        "${PYTHON:-python3}" -m venv "$VENV_DIR"
+    fi
+    local stamp="$VENV_DIR/.requirements.sha256" want
+    want="$(sha256sum requirements.txt | cut -d' ' -f1)"
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        log "installing requirements.txt into $VENV_DIR"
+        "$PY" -m pip install --quiet -r requirements.txt
+        echo "$want" > "$stamp"
+    fi
+}
+
+# Succeeds when a Redis server answers PING at the given URL.
+redis_answers() {
+    "$PY" - "$1" <<'PY' >/dev/null 2>&1
+import sys
+import redis
+redis.Redis.from_url(sys.argv[1], socket_connect_timeout=1).ping()
+PY
+}
+
+# Port of a redis:// URL (6379 when absent).
+redis_port() {
+    "$PY" -c 'import sys, urllib.parse; print(urllib.parse.urlsplit(sys.argv[1]).port or 6379)' "$1"
+}
+
+# Wait up to 20 s for Redis at the given URL.
+wait_for_redis() {
+    for _ in $(seq 100); do
+        redis_answers "$1" && return 0
+        sleep 0.2
+    done
+    log "Redis did not come up at $1"
+    return 1
+}

@@ -1,0 +1,81 @@
+"""``python -m backend``: the parser, worker start-up errors, and ``serve`` through gunicorn."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from backend import cli
+from backend.bench import REPO_ROOT, ManagedProcess, free_port
+from backend.logs import JsonFormatter
+
+
+def commands(parser) -> set[str]:
+    return set(parser._subparsers._group_actions[0].choices)
+
+
+def test_core_commands_and_the_commands_of_the_other_modules():
+    names = commands(cli.build_parser())
+    assert {"serve", "worker"} <= names
+    for name in cli.COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"backend.{name}")
+        except ModuleNotFoundError:
+            continue
+        own = argparse.ArgumentParser()
+        module.register_cli(own.add_subparsers())
+        assert commands(own) and commands(own) <= names, name
+
+
+def test_a_command_module_that_is_not_installed_is_skipped(monkeypatch):
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("registry", "not_installed_module"))
+    assert commands(cli.build_parser()) == {"serve", "worker", "versions"}
+
+
+def run_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "backend", *args], cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_worker_start_up_errors_are_clear(backend_env, redis_url):
+    result = run_cli(backend_env | {"REDIS_URL": redis_url}, "worker", "--queues", "inference,nope")
+    assert result.returncode == 2 and "unknown queue(s) ['nope']" in result.stderr
+    result = run_cli(backend_env, "worker")
+    assert result.returncode == 2 and "needs REDIS_URL" in result.stderr
+    result = run_cli(backend_env | {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}, "worker")
+    assert result.returncode == 1 and "unavailable" in result.stderr
+    result = run_cli(backend_env | {"JOB_TIMEOUT": "soon"}, "worker")
+    assert result.returncode == 2 and "JOB_TIMEOUT='soon' is invalid" in result.stderr
+
+
+@pytest.mark.slow
+def test_serve_runs_the_wsgi_app_under_gunicorn(backend_env, tmp_path):
+    port = free_port()
+    web = ManagedProcess("web", [sys.executable, "-m", "backend", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                         backend_env | {"LOG_FORMAT": "json"}, tmp_path / "web.log").start()
+    try:
+        web.wait_http(f"http://127.0.0.1:{port}/health", timeout=120)
+        response = requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
+        assert response.json()["model_class"] == "FCANetBackend"
+        assert response.headers["Server"].startswith("gunicorn")
+        missing = requests.post(f"http://127.0.0.1:{port}/predict", data=b"{", timeout=5)
+        assert missing.status_code == 400
+    finally:
+        web.stop()
+    lines = [json.loads(line) for line in web.log_path.read_text().splitlines() if line.startswith("{")]
+    assert any(line["msg"] == "request" and line.get("route") == "/predict" and line.get("status") == 400
+               for line in lines)
+
+
+def test_json_log_lines_carry_the_extra_fields():
+    record = logging.LogRecord("backend.x", logging.INFO, __file__, 1, "segmented %s", ("ok",), None)
+    record.task_id, record.duration_ms = 7, 12.5
+    line = json.loads(JsonFormatter().format(record))
+    assert line["msg"] == "segmented ok" and line["level"] == "info" and line["logger"] == "backend.x"
+    assert line["task_id"] == 7 and line["duration_ms"] == 12.5

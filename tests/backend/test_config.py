@@ -1,0 +1,61 @@
+"""Settings from the environment: defaults, every variable, aliases, and clear errors."""
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+
+from backend.config import Settings
+
+EVERY_VARIABLE = {
+    "MODEL_DIR": "/data/models", "FCANET_CHECKPOINT": "/m.pt", "REDIS_URL": "redis://r:6379/2",
+    "LABEL_STUDIO_URL": "http://ls:8080/", "LABEL_STUDIO_API_KEY": "k", "BASIC_AUTH_USER": "u",
+    "BASIC_AUTH_PASS": "p", "DEVICE": "cuda:1", "FCANET_SIS": "false", "FCANET_ZOOM_IN": "yes",
+    "FCANET_SHORT_SIDE": "384", "LOCAL_FILES_DOCUMENT_ROOT": "/files", "ALLOWED_HOSTS": " A.example , b:9000 ",
+    "MAX_IMAGE_BYTES": "1000", "MAX_IMAGE_PIXELS": "2000", "IMAGE_CACHE_SIZE": "3", "IMAGE_DOWNLOAD_TIMEOUT": "4.5",
+    "VERIFY_SSL": "0", "PREDICT_TIMEOUT": "9.5", "JOB_TIMEOUT": "7", "WORKER_HEARTBEAT_TTL": "4",
+    "TRAIN_EVERY_N_EXAMPLES": "5", "LOG_LEVEL": "debug", "LOG_FORMAT": "TEXT", "PORT": "9191", "WORKERS": "2",
+    "THREADS": "3",
+}
+
+
+def test_no_environment_gives_the_documented_defaults():
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert (settings.model_dir, settings.fcanet_checkpoint, settings.redis_url, settings.device) == \
+        ("./model_data", "default", None, "auto")
+    assert not settings.queued and settings.port == 9090 and settings.allowed_hosts == ()
+
+
+def test_every_setting_has_its_variable():
+    settings = Settings.from_env(EVERY_VARIABLE)
+    unchanged = [f.name for f in fields(Settings) if getattr(settings, f.name) == getattr(Settings(), f.name)]
+    assert unchanged == []
+    assert settings.allowed_hosts == ("a.example", "b:9000")
+    assert settings.label_studio_url == "http://ls:8080" and settings.log_level == "DEBUG"
+    assert settings.queued
+
+
+def test_legacy_aliases_and_blank_values():
+    settings = Settings.from_env({"LABEL_STUDIO_HOST": "https://ls", "LABEL_STUDIO_ACCESS_TOKEN": "t",
+                                  "REDIS_URL": "  "})
+    assert (settings.label_studio_url, settings.label_studio_api_key, settings.redis_url) == ("https://ls", "t", None)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"MAX_IMAGE_BYTES": "lots"}, "MAX_IMAGE_BYTES='lots' is invalid"),
+    ({"VERIFY_SSL": "maybe"}, "VERIFY_SSL='maybe' is invalid"),
+    ({"LABEL_STUDIO_URL": "localhost:8080"}, "must start with http"),
+    ({"BASIC_AUTH_USER": "only-user"}, "both BASIC_AUTH_USER and BASIC_AUTH_PASS"),
+    ({"PORT": "0"}, "PORT must be positive"),
+    ({"PREDICT_TIMEOUT": "0"}, "PREDICT_TIMEOUT must be positive"),
+    ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+])
+def test_bad_values_name_the_variable(env, message):
+    with pytest.raises(ValueError, match=message):
+        Settings.from_env(env)
+
+
+def test_secrets_stay_out_of_repr():
+    text = repr(Settings.from_env(EVERY_VARIABLE))
+    assert "redis://r" not in text and "'k'" not in text and "'p'" not in text

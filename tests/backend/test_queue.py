@@ -1,0 +1,157 @@
+"""Inference through Redis: real Redis, real ``python -m backend worker`` processes, the app's test client."""
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+import redis
+import torch
+from rq import Queue
+from rq.job import Job
+
+import fcanet_core
+from backend.app import create_app
+from backend.bench import brush_mask, free_port
+from backend.registry import ModelRegistry
+
+UPLOAD = "/data/upload/1/a6b80a50-disc.png"
+
+
+@pytest.fixture
+def click_body(capture):
+    return capture("predict_interactive_pos")
+
+
+def with_image(body: dict, image: str) -> dict:
+    body = copy.deepcopy(body)
+    body["tasks"][0]["data"]["image"] = image
+    return body
+
+
+def add_click(body: dict, x: float, y: float, positive: bool) -> dict:
+    body = copy.deepcopy(body)
+    region = copy.deepcopy(body["params"]["context"]["result"][0])
+    region.update({"id": f"k{x}", "is_positive": positive})
+    region["value"].update({"x": x, "y": y})
+    body["params"]["context"]["result"].append(region)
+    return body
+
+
+def inference_queue(url: str) -> Queue:
+    return Queue("inference", connection=redis.Redis.from_url(url))
+
+
+# ---------------------------------------------------------------------- no worker needed
+def test_redis_down_is_503_at_once_and_health_still_answers(make_settings, click_body, capture):
+    client = create_app(make_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")).test_client()
+    assert client.get("/health").json["inference"] == "queue"
+    assert client.post("/setup", json=capture("setup")).status_code == 200
+    started = time.monotonic()
+    response = client.post("/predict", json=click_body)
+    assert response.status_code == 503, response.json
+    assert "Redis" in response.json["detail"] and "unavailable" in response.json["detail"]
+    assert time.monotonic() - started < 10
+    assert "fcanet_queue_up 0.0" in client.get("/metrics").get_data(as_text=True)
+
+
+def test_the_web_process_never_loads_a_model_with_redis(make_settings, redis_url, tmp_path, capture):
+    settings = make_settings(REDIS_URL=redis_url, FCANET_CHECKPOINT=str(tmp_path / "not-there.pt"),
+                             MODEL_DIR=str(tmp_path / "model_data"))
+    client = create_app(settings).test_client()      # loading the absent checkpoint would raise
+    assert client.get("/health").json["model_version"] == "not-there"
+    assert client.post("/setup", json=capture("setup")).json == {"model_version": "not-there"}
+
+
+def test_without_a_worker_the_click_times_out_with_504_and_leaves_the_queue(make_settings, redis_url, click_body):
+    client = create_app(make_settings(REDIS_URL=redis_url, PREDICT_TIMEOUT="2")).test_client()
+    response = client.post("/predict", json=click_body)
+    assert response.status_code == 504
+    assert "no worker started job" in response.json["detail"]
+    assert inference_queue(redis_url).count == 0
+
+
+# ------------------------------------------------------------------------ with workers
+@pytest.mark.slow
+def test_queued_click_gives_the_in_process_answer(make_settings, redis_url, start_worker, click_body, ls_files):
+    start_worker()
+    queued = create_app(make_settings(REDIS_URL=redis_url)).test_client()
+    local = create_app(make_settings()).test_client()
+    for body in (click_body, add_click(add_click(click_body, 20, 30, False), 70, 60, True)):
+        a, b = queued.post("/predict", json=body), local.post("/predict", json=body)
+        assert a.status_code == b.status_code == 200, (a.json, b.json)
+        (pa,), (pb,) = a.json["results"], b.json["results"]
+        np.testing.assert_array_equal(brush_mask(pa["result"][0]), brush_mask(pb["result"][0]))
+        assert pa["model_version"] == pb["model_version"] == "tiny-lite0"
+        assert pa["score"] == pytest.approx(pb["score"], abs=1e-6)
+    # the job carried a reference to the image and the credentials to fetch it, not the image
+    registry = inference_queue(redis_url).finished_job_registry
+    job = Job.fetch(registry.get_job_ids()[0], connection=redis.Redis.from_url(redis_url))
+    (payload,) = job.args
+    assert payload["image"] == UPLOAD and payload["task_id"] == 1
+    assert payload["credentials"] == {"url": ls_files.url, "api_key": ls_files.token}
+    assert len(pickle.dumps(payload)) < 2000
+    # an image problem in the worker comes back with the worker's status and detail
+    missing = queued.post("/predict", json=with_image(click_body, "/data/upload/1/missing.png"))
+    assert missing.status_code == 404 and "no image at" in missing.json["detail"]
+
+
+@pytest.mark.slow
+def test_a_killed_worker_fails_the_click_and_a_restarted_worker_answers(make_settings, redis_url, start_worker,
+                                                                        click_body):
+    worker = start_worker()
+    client = create_app(make_settings(REDIS_URL=redis_url, PREDICT_TIMEOUT="40")).test_client()
+    answers: list = []
+    started = time.monotonic()
+    thread = threading.Thread(target=lambda: answers.append(
+        client.post("/predict", json=with_image(click_body, "/slow/8/1/a6b80a50-disc.png"))))
+    thread.start()
+    registry = inference_queue(redis_url).started_job_registry
+    deadline = time.monotonic() + 30
+    while registry.count == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert registry.count == 1, "the worker never started the job"
+    os.killpg(worker.proc.pid, signal.SIGKILL)
+    thread.join(timeout=40)
+    (response,) = answers
+    assert response.status_code == 503, response.json
+    assert "stopped sending heartbeats" in response.json["detail"]
+    assert time.monotonic() - started < 30           # well within PREDICT_TIMEOUT
+    start_worker()
+    response = client.post("/predict", json=click_body)
+    assert response.status_code == 200, response.json
+    assert brush_mask(response.json["results"][0]["result"][0]).shape == (240, 320)
+
+
+@pytest.mark.slow
+def test_a_job_over_job_timeout_is_504(make_settings, redis_url, start_worker, click_body):
+    start_worker()
+    client = create_app(make_settings(REDIS_URL=redis_url, JOB_TIMEOUT="1")).test_client()
+    response = client.post("/predict", json=with_image(click_body, "/slow/4/1/a6b80a50-disc.png"))
+    assert response.status_code == 504, response.json
+    assert "JOB_TIMEOUT=1s" in response.json["detail"]
+
+
+@pytest.mark.slow
+def test_the_worker_switches_to_a_promoted_version(make_settings, redis_url, start_worker, click_body, tmp_path,
+                                                   tiny_checkpoint):
+    model_dir = str(tmp_path / "model_data")
+    start_worker({"MODEL_DIR": model_dir})
+    client = create_app(make_settings(REDIS_URL=redis_url, MODEL_DIR=model_dir)).test_client()
+    first = client.post("/predict", json=click_body).json["results"][0]
+    assert first["model_version"] == "tiny-lite0"
+    model = fcanet_core.load_model(tiny_checkpoint)
+    with torch.no_grad():
+        next(p for p in model.parameters() if p.dim() > 1).mul_(-1.0)
+    registry = ModelRegistry(model_dir, str(tiny_checkpoint))
+    registry.add_candidate(model, name="tiny-v2", parent="tiny-lite0", data={}, metrics={})
+    registry.promote("tiny-v2")
+    assert client.get("/health").json["model_version"] == "tiny-v2"
+    second = client.post("/predict", json=click_body).json["results"][0]
+    assert second["model_version"] == "tiny-v2"
+    assert not np.array_equal(brush_mask(first["result"][0]), brush_mask(second["result"][0]))

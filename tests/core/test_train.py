@@ -1,0 +1,95 @@
+"""Training loop: the loss falls on a tiny set, exact resume, configs, export to a loadable checkpoint."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from fcanet_core import load_model
+from fcanet_core.export_model import export_model
+from fcanet_core.train import TrainConfig, load_config, read_train_state, train
+
+
+@pytest.fixture(scope="module")
+def four_images(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ``index.csv`` folder with four real ECSSD image/mask pairs."""
+    src = shared_dir / "data" / "train" / "ecssd"
+    rows = (src / "index.csv").read_text().splitlines()[1:5]
+    dst = tmp_path_factory.mktemp("four")
+    for row in rows:
+        for rel in row.split(","):
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src / rel, dst / rel)
+    (dst / "index.csv").write_text("image,mask\n" + "\n".join(rows) + "\n")
+    return dst
+
+
+def _config(data: Path, **changes) -> TrainConfig:
+    base = dict(train_dirs=(str(data),), pretrained=True, crop=64, short_side=72, batch_size=2,
+                max_steps=6, lr=0.01, itis_start=2, checkpoint_every=4, log_every=1, num_threads=1, seed=3)
+    return TrainConfig(**{**base, **changes})
+
+
+def _losses(run: Path) -> list[float]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [r["loss"] for r in map(json.loads, lines) if "loss" in r]
+
+
+@pytest.mark.slow
+def test_loss_falls_on_four_images_and_the_export_loads(four_images: Path, tmp_path: Path) -> None:
+    config = _config(four_images, crop=128, short_side=144, batch_size=4, max_steps=30, lr=0.02,
+                     itis_start=10**9)
+    state = train(config, tmp_path / "run", progress=False)
+    losses = _losses(tmp_path / "run")
+    assert len(losses) == 30
+    first, last = sum(losses[:6]) / 6, sum(losses[-6:]) / 6
+    assert last < 0.8 * first, (first, last)
+    out = export_model(state, tmp_path / "model.pt", name="smoke")
+    model = load_model(out)
+    assert model.arch == "lite0" and model.meta["version"] == "smoke" and model.meta["steps"] == 30
+    assert out.stat().st_size < 30e6
+    trained = read_train_state(state)["model"]
+    loaded = model.state_dict()
+    assert all(torch.allclose(loaded[k].float(), v.float(), atol=1e-2, rtol=1e-2) for k, v in trained.items())
+
+
+@pytest.mark.slow
+def test_resume_after_a_stop_equals_an_uninterrupted_run(four_images: Path, tmp_path: Path) -> None:
+    config = _config(four_images)
+    whole = read_train_state(train(config, tmp_path / "whole", progress=False))
+    stopped = read_train_state(train(config, tmp_path / "split", stop_after=3, progress=False))
+    assert stopped["step"] == 3
+    resumed = read_train_state(train(config, tmp_path / "split", resume=True, progress=False))
+    assert resumed["step"] == whole["step"] == 6
+    assert resumed["scheduler"]["last_epoch"] == whole["scheduler"]["last_epoch"]
+    assert resumed["order"] == whole["order"] and resumed["itis"] == whole["itis"]
+    assert resumed["rng"]["numpy"] == whole["rng"]["numpy"]
+    for key, value in whole["model"].items():
+        assert torch.allclose(resumed["model"][key].float(), value.float(), atol=1e-5), key
+    for pid, buf in whole["optimizer"]["state"].items():
+        assert torch.allclose(resumed["optimizer"]["state"][pid]["momentum_buffer"], buf["momentum_buffer"],
+                              atol=1e-5)
+    assert _losses(tmp_path / "split") == pytest.approx(_losses(tmp_path / "whole"), abs=1e-5)
+
+
+def test_run_folder_and_config_errors(four_images: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no training state"):
+        train(_config(four_images), tmp_path / "empty", resume=True, progress=False)
+    with pytest.raises(ValueError, match="train_dirs"):
+        TrainConfig()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train_dirs: [x]\nlearning_rate: 1\n")
+    with pytest.raises(ValueError, match="unknown config keys"):
+        load_config(bad)
+    good = tmp_path / "good.yaml"
+    good.write_text(f"train_dirs: [{four_images}]\nmax_steps: 5\nscale_range: [0.9, 1.1]\n")
+    assert load_config(good) == TrainConfig(train_dirs=(str(four_images),), max_steps=5, scale_range=(0.9, 1.1))
+
+
+def test_shipped_config_trains_only_on_the_allowed_folders() -> None:
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "lite0_cpu.py")
+    assert {Path(d).name for d in config.train_dirs} == {"ecssd", "coco"}
+    assert config.arch == "lite0" and Path(config.eval_dir).name == "grabcut"
