@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .autoannotate import predict_task
 from .config import Settings
-from .errors import BadRequest
+from .errors import BackendError, BadRequest
 from .jobs import SegmentRequest
 from .labelstudio import Credentials
 from .learning import handle_event
@@ -47,19 +48,20 @@ class FCANetBackend:
         Args:
             tasks: Label Studio tasks (``id``, ``data``).
             context: ``{"result": [regions]}`` of an interactive request, or ``None``. Without
-                prompts every task gets an empty ``result``.
+                context ("Retrieve predictions"), each task is segmented from the prompts stored in
+                the task itself, as auto-annotation does; a task without prompts, or whose image
+                cannot be read, gets an empty ``result``.
             **kwargs: ``login``/``password`` Label Studio may send for task data; unused (images are
                 fetched with the Label Studio token).
         """
         if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
             raise BadRequest("'tasks' must be a list of task objects")
         prompt = parse_prompt(context)
-        if prompt is None:
-            version = self.model_version
-            return [{"result": [], "score": 0.0, "model_version": version} for _ in tasks]
         config = LabelConfig(self.label_config or "")
-        output = config.output_for(prompt)
         version = self.model_version
+        if prompt is None:
+            return [self._predict_from_task_prompts(task, config, version) for task in tasks]
+        output = config.output_for(prompt)
         predictions = []
         for task in tasks:
             request = SegmentRequest(image=config.image_reference(task, prompt.to_name), task_id=task.get("id"),
@@ -67,6 +69,15 @@ class FCANetBackend:
                                      output=output, model_version=version)
             predictions.append(self.runner.segment(request))
         return predictions
+
+    def _predict_from_task_prompts(self, task: dict, config: LabelConfig, version: str) -> dict:
+        """The prediction for a task from its stored prompts; empty when it has none or fails."""
+        empty = {"result": [], "score": 0.0, "model_version": version}
+        try:
+            return predict_task(task, config, self.runner.segment, self.credentials, version) or empty
+        except BackendError as exc:
+            logger.warning("task %s: no prediction from its prompts: %s", task.get("id"), exc)
+            return empty
 
     def fit(self, event: str, data: dict, **kwargs: Any) -> dict:
         """Handle a Label Studio webhook event (annotation saved, Start Training, ...).

@@ -234,9 +234,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
+        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: no CUDA GPU is available; use --device cpu")
         samples = load_samples(args.dataset, args.limit)
         model = load_model(args.checkpoint, device)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:  # bad folder, checkpoint or device name
         logger.error("%s", exc)
         return 2
     result = evaluate(Predictor(model, sis=args.sis), samples, args.max_clicks, progress=True)

@@ -128,8 +128,6 @@ def test_project_auto_annotation(make_project: Callable, backend, ls_api, grabcu
     assert replaced["id"] != old
 
 
-@pytest.mark.xfail(strict=True, reason="backend/model.py answers context-null /predict with empty results; "
-                                       "it must call backend.autoannotate.predict_task for tasks with prompts")
 def test_retrieve_predictions_gives_the_auto_annotation_masks(make_project: Callable, backend, ls_api,
                                                               grabcut: dict[str, Sample], reference) -> None:
     predictor, version = reference
