@@ -34,7 +34,8 @@ The JSON report (``--json`` writes it, stdout always gets it)::
 The spawned stack uses a Redis db of its own (:func:`claim_redis_db`: a free one among 8-15 on
 ``--redis-url``, default ``redis://127.0.0.1:6379``, or the one db that URL names, if empty); it is
 emptied again at the end. With ``--url``, the target must accept images from 127.0.0.1 (its
-``ALLOWED_HOSTS``) and have a worker running.
+``ALLOWED_HOSTS``, e.g. ``127.0.0.1``) and have a worker running; ``--torch-threads`` then only
+applies to the in-process comparison server.
 
 The process, Redis-db and robot-annotator helpers (:class:`ManagedProcess`, :func:`free_port`,
 :func:`claim_redis_db`, :func:`keypoint_region`, :func:`robot_click`, :func:`result_mask`,

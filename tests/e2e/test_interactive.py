@@ -12,7 +12,7 @@ import copy
 import json
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pytest
@@ -29,6 +29,9 @@ from fcanet_core import Click, Predictor, load_model
 from fcanet_core.datasets import Sample
 from fcanet_core.robot import iou
 
+if TYPE_CHECKING:
+    from .conftest import Project
+
 pytestmark = pytest.mark.e2e
 
 #: GrabCut objects the default model segments to IoU 0.85 within MAX_CLICKS robot clicks.
@@ -42,7 +45,7 @@ WEBHOOK_LIMIT_S = 1.0
 
 
 @pytest.fixture(scope="module")
-def project(make_project: Callable, backend) -> object:
+def project(make_project: Callable, backend) -> Project:
     """One connected project with the chosen images."""
     return make_project(IMAGES)
 
