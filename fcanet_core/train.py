@@ -66,6 +66,7 @@ class TrainConfig:
     warmup_steps: int = 0
     itis_start: int = 0  # first step whose predictions feed iterative training (ITIS)
     itis_probability: float = 0.7
+    robot_rounds: int = 0  # from itis_start: 0..robot_rounds robot clicks on current predictions per step
     checkpoint_every: int = 200
     log_every: int = 20
     eval_dir: str | None = None
@@ -302,6 +303,8 @@ def train(config: TrainConfig, out_dir: str | Path, device: str = "cpu", resume:
             tic = time.perf_counter()
             examples = [make_example(samples, i, config.crop_spec, rng, memory)
                         for i in order.take(config.batch_size, rng)]
+            if config.robot_rounds and step >= config.itis_start:
+                examples = _robot_rounds(model, examples, int(rng.integers(0, config.robot_rounds + 1)), dev)
             batch = {k: torch.from_numpy(v).to(dev) for k, v in collate(examples).items()}
             with torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
                 logits, first_logits = model.forward_with_first_head(
@@ -343,6 +346,29 @@ def train(config: TrainConfig, out_dir: str | Path, device: str = "cpu", resume:
             signal.signal(s, handler)
     logger.info("stopped at step %d of %d (%.0f s of training)", step, config.max_steps, elapsed)
     return state_path
+
+
+def _robot_rounds(model: FCANet, examples: list[Example], rounds: int, device: torch.device) -> list[Example]:
+    """Add ``rounds`` robot clicks to every example, each on the model's current prediction (no gradient).
+
+    The network then trains on correcting its own present mistakes, not only on the clicks
+    remembered from earlier epochs.
+    """
+    if rounds == 0:
+        return examples
+    was_training = model.training
+    model.eval()
+    try:
+        for _ in range(rounds):
+            batch = {k: torch.from_numpy(v).to(device) for k, v in collate(examples).items()}
+            with torch.no_grad():
+                logits = model(batch["image"], batch["pos"], batch["neg"], batch["first"])
+            probs = torch.sigmoid(logits.float()).cpu().numpy()[:, 0]
+            examples = [dataclasses.replace(e, clicks=robot_update(e.clicks, prob, e.gt))
+                        for e, prob in zip(examples, probs)]
+    finally:
+        model.train(was_training)
+    return examples
 
 
 def _remember_robot_clicks(examples: Sequence[Example], logits: torch.Tensor, memory: ItisMemory) -> None:

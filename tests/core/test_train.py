@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -29,7 +30,8 @@ def four_images(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 def _config(data: Path, **changes) -> TrainConfig:
     base = dict(train_dirs=(str(data),), pretrained=True, crop=64, short_side=72, batch_size=2,
-                max_steps=6, lr=0.01, itis_start=2, checkpoint_every=4, log_every=1, num_threads=1, seed=3)
+                max_steps=6, lr=0.01, itis_start=2, robot_rounds=2, checkpoint_every=4, log_every=1,
+                num_threads=1, seed=3)
     return TrainConfig(**{**base, **changes})
 
 
@@ -93,3 +95,21 @@ def test_shipped_config_trains_only_on_the_allowed_folders() -> None:
     config = load_config(Path(__file__).resolve().parents[2] / "configs" / "lite0_cpu.py")
     assert {Path(d).name for d in config.train_dirs} == {"ecssd", "coco"}
     assert config.arch == "lite0" and Path(config.eval_dir).name == "grabcut"
+
+
+def test_robot_rounds_add_one_robot_click_per_round(four_images: Path) -> None:
+    from fcanet_core import build_model
+    from fcanet_core.datasets import load_samples
+    from fcanet_core.train import _robot_rounds
+    from fcanet_core.train_data import CropSpec, make_example
+
+    rng = np.random.default_rng(0)
+    samples = load_samples(four_images)
+    examples = [make_example(samples, i, CropSpec(crop=64, short_side=72), rng) for i in range(2)]
+    model = build_model("lite0", pretrained=False).train()
+    grown = _robot_rounds(model, examples, 2, torch.device("cpu"))
+    assert model.training
+    for before, after in zip(examples, grown):
+        assert after.clicks[: len(before.clicks)] == before.clicks and len(after.clicks) == len(before.clicks) + 2
+        assert after.clicks[-1] not in after.clicks[:-1]
+        assert after.clicks[-1].positive == (after.gt[after.clicks[-1].y, after.clicks[-1].x] == 1)
