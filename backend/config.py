@@ -37,6 +37,9 @@ class Settings:
     basic_auth_pass: str | None = field(default=None, repr=False)
     #: DEVICE: "auto" (cuda when available, else cpu), "cpu", "cuda", "cuda:1", ...
     device: str = "auto"
+    #: TORCH_THREADS: CPU threads of each inference process; 0 = torch's default (all cores).
+    #: Set 1 when several workers share a small CPU: oversubscribed threads stall each other.
+    torch_threads: int = 0
     #: FCANET_SIS: keep only mask components that contain a positive click.
     sis: bool = True
     #: FCANET_ZOOM_IN: after the first click, predict on the region around the clicks and the
@@ -89,6 +92,8 @@ class Settings:
                      "worker_heartbeat_ttl", "train_every_n_examples", "port", "workers", "threads", "short_side"):
             if getattr(self, name) < (0 if name == "image_cache_size" else 1):
                 raise ValueError(f"{name.upper()} must be positive, got {getattr(self, name)}")
+        if self.torch_threads < 0:
+            raise ValueError(f"TORCH_THREADS must not be negative, got {self.torch_threads}")
         for name in ("download_timeout", "predict_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.upper()} must be positive, got {getattr(self, name)}")
@@ -122,6 +127,7 @@ class Settings:
             "basic_auth_user": get("BASIC_AUTH_USER", str),
             "basic_auth_pass": get("BASIC_AUTH_PASS", str),
             "device": get("DEVICE", str),
+            "torch_threads": get("TORCH_THREADS", int),
             "sis": get("FCANET_SIS", parse_bool),
             "zoom_in": get("FCANET_ZOOM_IN", parse_bool),
             "short_side": get("FCANET_SHORT_SIDE", int),

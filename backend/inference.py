@@ -140,7 +140,13 @@ _ENGINES_LOCK = threading.Lock()
 
 
 def get_engine(settings: Settings) -> InferenceEngine:
-    """The process-wide engine for these settings' model configuration (loaded on first use)."""
+    """The process-wide engine for these settings' model configuration (loaded on first use).
+
+    ``TORCH_THREADS``, when set, is applied to the process here, since torch's thread pool is
+    process-wide.
+    """
+    if settings.torch_threads > 0:
+        torch.set_num_threads(settings.torch_threads)
     key = (settings.model_dir, settings.fcanet_checkpoint, settings.device, settings.sis, settings.zoom_in,
            settings.short_side)
     with _ENGINES_LOCK:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -23,6 +22,7 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
+from .atomic import atomic_write
 from .model import MODEL_BUILDERS, FCANet, build_model
 
 logger = logging.getLogger(__name__)
@@ -148,27 +148,11 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, arch: str, meta: 
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "arch": arch,
                "state_dict": state_dict, "meta": meta}
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_save(payload, target)
+    atomic_save(payload, target)
     logger.info("saved %s checkpoint to %s", arch, target)
     return target
 
 
-def _atomic_save(obj: Any, target: Path) -> None:
-    """``torch.save`` to a temporary file beside ``target``, fsync, then rename over ``target``."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is meant to be shared
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+def atomic_save(obj: Any, target: str | Path) -> Path:
+    """``torch.save`` ``obj`` to ``target`` atomically (see :func:`fcanet_core.atomic.atomic_write`)."""
+    return atomic_write(target, lambda f: torch.save(obj, f))

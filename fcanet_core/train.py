@@ -31,7 +31,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from .checkpoint import _atomic_save as atomic_save
+from .checkpoint import atomic_save
 from .checkpoint import load_model
 from .losses import click_loss
 from .model import FCANet, build_model

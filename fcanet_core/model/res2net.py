@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .resnet import LAYER4_DILATIONS, RESNET101_LAYERS, init_backbone_weights
+from .resnet import RESNET101_LAYERS, ResNetLast, init_backbone_weights
 
 BASE_WIDTH = 26
 SCALE = 4
@@ -101,21 +101,7 @@ class Res2NetPre(nn.Module):
         return self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x)))))
 
 
-class Res2NetLast(nn.Module):
-    """layer2 (stride 2), layer3 (stride 2), layer4 (dilated): 256 channels at stride 4 → 2048 at stride 16."""
-
-    def __init__(self, layers: Sequence[int] = RESNET101_LAYERS,
-                 layer4_dilations: Sequence[int] = LAYER4_DILATIONS) -> None:
-        super().__init__()
-        self.layer2 = make_stage(256, 128, 2, [1] * layers[1])
-        self.layer3 = make_stage(512, 256, 2, [1] * layers[2])
-        self.layer4 = make_stage(1024, 512, 1, layer4_dilations)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer4(self.layer3(self.layer2(x)))
-
-
-def res2net101_split(in_channels: int = 5) -> tuple[Res2NetPre, Res2NetLast]:
+def res2net101_split(in_channels: int = 5) -> tuple[Res2NetPre, ResNetLast]:
     """Res2Net-101 v1b 26w×4s at output stride 16 as ``(backbone_pre, backbone_last)``.
 
     Args:
@@ -125,6 +111,6 @@ def res2net101_split(in_channels: int = 5) -> tuple[Res2NetPre, Res2NetLast]:
         ``backbone_pre`` (B×in×H×W → B×256×H/4×W/4) and ``backbone_last``
         (B×256×H/4×W/4 → B×2048×H/16×W/16).
     """
-    pre, last = Res2NetPre(in_channels), Res2NetLast()
+    pre, last = Res2NetPre(in_channels), ResNetLast(stage=make_stage)
     init_backbone_weights(pre, last)
     return pre, last

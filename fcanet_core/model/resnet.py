@@ -6,7 +6,7 @@ FCA-Net checkpoints and torchvision's ImageNet weights map key for key.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -72,15 +72,23 @@ class ResNetPre(nn.Module):
         return self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x)))))
 
 
+#: Builds one stage: (in_channels, planes, stride, dilation of each block) → blocks.
+StageBuilder = Callable[[int, int, int, Sequence[int]], nn.Sequential]
+
+
 class ResNetLast(nn.Module):
-    """layer2 (stride 2), layer3 (stride 2), layer4 (dilated): 256 channels at stride 4 → 2048 at stride 16."""
+    """layer2 (stride 2), layer3 (stride 2), layer4 (dilated): 256 channels at stride 4 → 2048 at stride 16.
+
+    ``stage`` builds the blocks: ResNet bottlenecks by default, Res2Net's for that backbone.
+    """
 
     def __init__(self, layers: Sequence[int] = RESNET101_LAYERS,
-                 layer4_dilations: Sequence[int] = LAYER4_DILATIONS) -> None:
+                 layer4_dilations: Sequence[int] = LAYER4_DILATIONS, stage: StageBuilder | None = None) -> None:
         super().__init__()
-        self.layer2 = make_stage(256, 128, 2, [1] * layers[1])
-        self.layer3 = make_stage(512, 256, 2, [1] * layers[2])
-        self.layer4 = make_stage(1024, 512, 1, layer4_dilations)
+        stage = stage or make_stage
+        self.layer2 = stage(256, 128, 2, [1] * layers[1])
+        self.layer3 = stage(512, 256, 2, [1] * layers[2])
+        self.layer4 = stage(1024, 512, 1, layer4_dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer4(self.layer3(self.layer2(x)))

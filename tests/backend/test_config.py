@@ -15,7 +15,7 @@ EVERY_VARIABLE = {
     "MAX_IMAGE_BYTES": "1000", "MAX_IMAGE_PIXELS": "2000", "IMAGE_CACHE_SIZE": "3", "IMAGE_DOWNLOAD_TIMEOUT": "4.5",
     "VERIFY_SSL": "0", "PREDICT_TIMEOUT": "9.5", "JOB_TIMEOUT": "7", "WORKER_HEARTBEAT_TTL": "4",
     "TRAIN_EVERY_N_EXAMPLES": "5", "LOG_LEVEL": "debug", "LOG_FORMAT": "TEXT", "PORT": "9191", "WORKERS": "2",
-    "THREADS": "3",
+    "THREADS": "3", "TORCH_THREADS": "1",
 }
 
 
@@ -50,6 +50,7 @@ def test_legacy_aliases_and_blank_values():
     ({"PORT": "0"}, "PORT must be positive"),
     ({"PREDICT_TIMEOUT": "0"}, "PREDICT_TIMEOUT must be positive"),
     ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+    ({"TORCH_THREADS": "-1"}, "TORCH_THREADS must not be negative"),
 ])
 def test_bad_values_name_the_variable(env, message):
     with pytest.raises(ValueError, match=message):

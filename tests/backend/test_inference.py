@@ -32,6 +32,15 @@ def test_segment_gives_a_binary_mask_and_its_mean_probability(make_settings, ima
     assert 0.5 < score <= 1.0
 
 
+def test_torch_threads_setting_limits_the_inference_threads(make_settings):
+    before = torch.get_num_threads()
+    try:
+        get_engine(make_settings(TORCH_THREADS="1"))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_box_limits_the_prediction_to_the_zoom_region(make_settings, image):
     engine = get_engine(make_settings())
     box = Box(20, 20, 100, 80)

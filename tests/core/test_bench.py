@@ -1,0 +1,23 @@
+"""The speed benchmark CLI: runs the predictor on a synthetic image and reports JSON."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO_ROOT
+
+
+def test_bench_reports_seconds_per_click(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    subprocess.run([sys.executable, "-m", "fcanet_core.bench", "--arch", "lite0", "--size", "48x64",
+                    "--clicks", "2", "--repeats", "1", "--threads", "1", "--json", str(out)],
+                   cwd=REPO_ROOT, check=True, capture_output=True, timeout=300)
+    report = json.loads(out.read_text())
+    assert report["arch"] == "lite0" and report["device"] == "cpu"
+    assert report["input_size"] == [48, 64]
+    assert report["network_input_size"] == [512, 682]  # official short-side-512 resize, truncated
+    assert report["seconds_per_click"]["n"] == 2
+    assert 0 < report["seconds_per_click"]["median"] <= report["seconds_per_click"]["p90"] + 1e-9
+    assert report["machine"]["cores"] >= 1
