@@ -45,9 +45,9 @@ class Settings:
     #: FCANET_ZOOM_IN: after the first click, predict on the region around the clicks and the
     #: previous mask (better detail on large images; off = the official inference).
     zoom_in: bool = False
-    #: FCANET_SHORT_SIDE: the network sees the image with this short side (512 = official;
-    #: smaller is faster and coarser).
-    short_side: int = 512
+    #: FCANET_SHORT_SIDE: the network sees the image with this short side; unset = the model's own
+    #: (512 for the official networks, 352 for the bundled lite0); smaller is faster and coarser.
+    short_side: int | None = None
     #: LOCAL_FILES_DOCUMENT_ROOT: read /data/local-files/?d=... from this folder instead of over HTTP.
     local_files_document_root: str | None = None
     #: ALLOWED_HOSTS: extra hosts images may come from (comma separated, "host" or "host:port",
@@ -89,9 +89,11 @@ class Settings:
         if self.log_format not in ("json", "text"):
             raise ValueError(f"LOG_FORMAT must be 'json' or 'text', got {self.log_format!r}")
         for name in ("max_image_bytes", "max_image_pixels", "image_cache_size", "job_timeout",
-                     "worker_heartbeat_ttl", "train_every_n_examples", "port", "workers", "threads", "short_side"):
+                     "worker_heartbeat_ttl", "train_every_n_examples", "port", "workers", "threads"):
             if getattr(self, name) < (0 if name == "image_cache_size" else 1):
                 raise ValueError(f"{name.upper()} must be positive, got {getattr(self, name)}")
+        if self.short_side is not None and self.short_side < 16:
+            raise ValueError(f"FCANET_SHORT_SIDE must be at least 16, got {self.short_side}")
         if self.torch_threads < 0:
             raise ValueError(f"TORCH_THREADS must not be negative, got {self.torch_threads}")
         for name in ("download_timeout", "predict_timeout"):

@@ -212,6 +212,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--plot", type=Path, default=None, help="write the mIoU curve here (PNG)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--short-side", type=int, default=None,
+                        help="network input short side (default: the model's own; 512 for the official networks)")
     parser.add_argument("--target-iou", type=float, default=None,
                         help="also report NoC at this IoU (noc_target)")
     args = parser.parse_args(argv)
@@ -241,7 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as exc:  # bad folder, checkpoint or device name
         logger.error("%s", exc)
         return 2
-    result = evaluate(Predictor(model, sis=args.sis), samples, args.max_clicks, progress=True)
+    predictor = Predictor(model, sis=args.sis, short_side=args.short_side)
+    result = evaluate(predictor, samples, args.max_clicks, progress=True)
     report = {
         "dataset": str(args.dataset),
         "layout": detect_layout(args.dataset),
@@ -249,6 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "arch": model.arch,
         "device": device,
         "sis": args.sis,
+        "short_side": predictor.short_side,
         "limit": args.limit,
         "target_iou": args.target_iou,
         **result.to_dict(args.target_iou),

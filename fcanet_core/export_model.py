@@ -50,6 +50,7 @@ def export_model(state_path: str | Path, out_path: str | Path, name: str | None 
         "data": [Path(d).name for d in config["train_dirs"]],
         "recipe": config,
         "steps": state["step"],
+        "input_short_side": config["short_side"],
         "train_seconds": round(state["elapsed_s"]),
         "metrics": {f"{Path(config['eval_dir']).name}_{k}": v for k, v in last_eval.items() if k != "step"}
         if last_eval and config.get("eval_dir") else {},

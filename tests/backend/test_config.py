@@ -51,6 +51,7 @@ def test_legacy_aliases_and_blank_values():
     ({"PREDICT_TIMEOUT": "0"}, "PREDICT_TIMEOUT must be positive"),
     ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
     ({"TORCH_THREADS": "-1"}, "TORCH_THREADS must not be negative"),
+    ({"FCANET_SHORT_SIDE": "8"}, "FCANET_SHORT_SIDE must be at least 16"),
 ])
 def test_bad_values_name_the_variable(env, message):
     with pytest.raises(ValueError, match=message):

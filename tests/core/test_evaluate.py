@@ -152,6 +152,7 @@ def test_cli_writes_json_and_plot(tmp_path: Path, shared_dir: Path, checkpoint_a
         assert key in report, key
     assert report["n"] == 3 and report["device"] == "cpu" and report["checkpoint"] == checkpoint_arg
     assert report["max_clicks"] == max_clicks and report["sis"] is False and report["limit"] == 3
+    assert report["short_side"] in (352, 512)  # the model's own input scale (bundled lite0 / random)
     assert [i["name"] for i in report["instances"]] == ["106024", "124080", "153077"]
     curve = np.array(report["miou_curve"])
     assert curve.shape == (max_clicks,) and ((curve >= 0) & (curve <= 1)).all()
@@ -174,6 +175,7 @@ def test_cli_writes_json_and_plot(tmp_path: Path, shared_dir: Path, checkpoint_a
 def test_cli_defaults_follow_the_protocol() -> None:
     args = parse_args(["--checkpoint", "default", "--dataset", "x"])
     assert args.max_clicks == 20 and not args.sis and args.limit is None and args.target_iou is None
+    assert args.short_side is None  # the model's own
 
 
 def test_cli_rejects_unknown_dataset(tmp_path: Path) -> None:

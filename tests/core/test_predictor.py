@@ -122,3 +122,19 @@ def test_zoom_in_is_skipped_for_a_single_click_without_previous_object(tiny_mode
     np.testing.assert_array_equal(zooming.predict(image, clicks).prob, full.prob)
     empty = np.zeros((400, 600), np.uint8)
     np.testing.assert_array_equal(zooming.predict(image, clicks, prev_mask=empty).prob, full.prob)
+
+
+def test_the_input_short_side_follows_the_model() -> None:
+    from torch import nn
+
+    from fcanet_core.predictor import model_input_short_side
+
+    official = nn.Conv2d(1, 1, 1)
+    official.arch = "resnet101"
+    assert model_input_short_side(official) == 512
+    light = nn.Conv2d(1, 1, 1)
+    light.arch = "lite0"
+    assert model_input_short_side(light) == 352
+    light.meta = {"input_short_side": 288}
+    assert model_input_short_side(light) == 288
+    assert model_input_short_side(nn.Conv2d(1, 1, 1)) == 512
