@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-import cv2
 import numpy as np
 
 #: Distances are clipped here; a map with no click of its kind is constant at this value.
@@ -53,17 +52,17 @@ def validate_clicks(clicks: Sequence[Click], height: int, width: int) -> None:
 def distance_map(points: Iterable[tuple[int, int]], height: int, width: int) -> np.ndarray:
     """Euclidean distance to the nearest of ``points`` (x, y), clipped at 255, float32 H×W.
 
-    With no points the map is constant 255 ("no click of this kind"). OpenCV's precise L2
-    transform is the exact Euclidean distance (equal to ``scipy.ndimage.distance_transform_edt``)
-    at a third of its cost, which matters on a CPU budget of ~0.1 s per click.
+    With no points the map is constant 255 ("no click of this kind"). The distance is computed
+    directly from the few clicks (exact squared integer distances, square root in float64), which
+    equals ``scipy.ndimage.distance_transform_edt`` of the click mask bit for bit at a fraction of
+    its cost for the handful of clicks an annotator makes.
     """
-    seeds = np.zeros((height, width), dtype=bool)
+    ys = np.arange(height, dtype=np.float64)[:, None]
+    xs = np.arange(width, dtype=np.float64)[None, :]
+    squared = np.full((height, width), np.inf)
     for x, y in points:
-        seeds[int(y), int(x)] = True
-    if not seeds.any():
-        return np.full((height, width), MAX_DISTANCE, dtype=np.float32)
-    dist = cv2.distanceTransform((~seeds).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return np.minimum(dist, MAX_DISTANCE, out=dist)
+        np.minimum(squared, (xs - int(x)) ** 2 + (ys - int(y)) ** 2, out=squared)
+    return np.minimum(np.sqrt(squared), MAX_DISTANCE).astype(np.float32)
 
 
 def encode_clicks(clicks: Sequence[Click], height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -47,4 +47,6 @@ def build_model(name: str, **kwargs) -> FCANet:
         builder = MODEL_BUILDERS[name]
     except KeyError:
         raise ValueError(f"unknown architecture {name!r}; choose one of {sorted(MODEL_BUILDERS)}") from None
-    return builder(**kwargs)
+    model = builder(**kwargs)
+    model.arch = name  # what the predictor needs to know about its input scale
+    return model

@@ -17,7 +17,7 @@ def test_bench_reports_seconds_per_click(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["arch"] == "lite0" and report["device"] == "cpu"
     assert report["input_size"] == [48, 64]
-    assert report["network_input_size"] == [512, 682]  # official short-side-512 resize, truncated
+    assert report["network_input_size"] == [352, 469]  # lite0's short side 352, width truncated
     assert report["seconds_per_click"]["n"] == 2
     assert 0 < report["seconds_per_click"]["median"] <= report["seconds_per_click"]["p90"] + 1e-9
     assert report["machine"]["cores"] >= 1

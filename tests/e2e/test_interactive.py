@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 #: GrabCut objects the default model segments to IoU 0.85 within MAX_CLICKS robot clicks.
-IMAGES = ("124080", "ceramic", "elefant")
+IMAGES = ("124080", "llama", "memorial")
 MAX_CLICKS = 5
 TARGET_IOU = 0.85
 #: Masks through Label Studio and the queue vs fcanet_core directly.
