@@ -28,6 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from fcanet_core.atomic import atomic_write, fsync_dir
+
 logger = logging.getLogger(__name__)
 
 #: Name of the bundled default model, the current version until something is promoted.
@@ -67,26 +69,9 @@ def validate_name(name: str) -> str:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to ``path`` via a synced temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Write JSON to ``path`` atomically (synced temporary file in the same folder, then ``os.replace``)."""
+    text = json.dumps(obj, indent=1, sort_keys=True)
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 class ModelRegistry:
@@ -200,7 +185,7 @@ class ModelRegistry:
                 item.chmod(0o444)
             tmp.chmod(0o755)
             os.rename(tmp, final)
-            _fsync_dir(self.versions_dir)
+            fsync_dir(self.versions_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
