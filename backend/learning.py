@@ -52,6 +52,7 @@ from fcanet_core import Predictor, build_model, load_model
 from fcanet_core.checkpoint import resolve_checkpoint
 from fcanet_core.datasets import load_samples
 from fcanet_core.evaluate import evaluate
+from fcanet_core.predictor import model_input_short_side
 from fcanet_core.train import TrainConfig, read_train_state, run_progress, train
 
 from .config import Settings
@@ -598,13 +599,16 @@ class _FineTune:
         parent_model = load_model(parent.checkpoint, device)
         eval_samples = load_samples(run_dir / "holdout")
         before = evaluate_model(parent_model, eval_samples, self.settings, device, self.cfg.eval_max_clicks)
+        scale = model_input_short_side(parent_model)  # the candidate sees images at its parent's scale
         config = TrainConfig(arch=parent_model.arch, train_dirs=(str(run_dir / "train"),), pretrained=False,
-                             crop=self.cfg.crop, batch_size=self.cfg.batch_size, max_steps=self.cfg.steps,
+                             short_side=scale, crop=self.cfg.crop, batch_size=self.cfg.batch_size,
+                             max_steps=self.cfg.steps,
                              time_budget_s=self.cfg.time_budget_s, lr=self.cfg.lr, itis_start=0,
                              checkpoint_every=self.cfg.steps, log_every=max(1, self.cfg.steps // 10),
                              seed=self.cfg.seed, extra={"project": self.project, "parent": parent.name})
         del parent_model
         model, trained = self._candidate(config, run_dir / "run", parent.checkpoint, device)
+        model.meta = {"input_short_side": scale}
         after = evaluate_model(model, eval_samples, self.settings, device, self.cfg.eval_max_clicks)
         accepted = not_worse(before, after)
         name = self.registry.new_name(config.arch, self.project)
@@ -616,7 +620,7 @@ class _FineTune:
             metrics={**after, "dataset": f"project {self.project} held-out examples",
                      "baseline": {"version": parent.name, **before}},
             recipe={**recipe, "reason": reason, "device": device},
-            extra={"accepted": accepted, **trained})
+            extra={"accepted": accepted, "input_short_side": scale, **trained})
         status = self._promote(name, parent.name, lost) if accepted else "rejected"
         summary = {"project": self.project, "status": status, "reason": reason, "version": name,
                    "parent": parent.name, "metrics": {"before": before, "after": after},
@@ -637,7 +641,6 @@ class _FineTune:
                                "no candidate was stored")
         model = build_model(config.arch)
         model.load_state_dict(state["model"])
-        model.arch = config.arch
         return model.eval(), {"steps": state["step"], "train_seconds": round(state["elapsed_s"], 1)}
 
     def _promote(self, name: str, parent: str, lost: threading.Event) -> str:

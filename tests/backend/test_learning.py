@@ -28,7 +28,9 @@ from backend.app import create_app
 from backend.examples import AnnotationRecord, ExampleStore, Instance
 from backend.learning import LearningConfig, not_worse, split_examples
 from backend.registry import ModelRegistry
+from fcanet_core import load_model
 from fcanet_core.datasets import load_samples
+from fcanet_core.predictor import model_input_short_side
 
 PROJECT = "9"
 #: A recipe that trains in seconds; one robot click per held-out example makes the promotion gate
@@ -205,6 +207,9 @@ def test_start_training_coalesces_and_promotes_the_candidate(
     assert meta["metrics"]["baseline"]["noc90"] == summary["metrics"]["before"]["noc90"]
     assert sorted(meta["data"]["train_keys"] + meta["data"]["holdout_keys"]) == ["1-0", "2-0", "3-0", "4-0"]
     assert meta["recipe"]["max_steps"] == 2 and meta["recipe"]["reason"] == "start_training"
+    scale = model_input_short_side(load_model(tiny_checkpoint))
+    assert meta["recipe"]["short_side"] == meta["input_short_side"] == scale, "trained and served at the parent's scale"
+    assert model_input_short_side(load_model(registry.current().checkpoint)) == scale
     state = learning.load_state(make_settings(**env), PROJECT)
     assert sorted(state["trained"]) == ["1-0", "2-0", "3-0", "4-0"]
     assert not any((model_dir / "training" / PROJECT / "runs").iterdir())
