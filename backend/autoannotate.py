@@ -17,8 +17,10 @@ Idempotent and resumable: a task that already has a prediction of the current mo
 skipped (checked when listing and again by the job), so a rerun or a run after a crash only does
 what is missing; ``--no-only-missing`` predicts again and replaces the current version's
 predictions. With ``REDIS_URL`` set there is one job per task on the ``batch`` queue, so several
-workers share a project; without it the tasks run in this process. One failing task (a broken
-image, a malformed region) is reported and never stops the batch.
+workers share a project, and each job first claims its task in Redis, so two runs started at
+once never predict the same task twice (the later one reports it as skipped); without it the tasks
+run in this process. One failing task (a broken image, a malformed region) is reported and never
+stops the batch.
 
 ``--filter`` (repeatable, all must hold): ``id=1,5,10-20``, ``annotated=yes|no``, or
 ``FIELD~REGEX`` (a regular expression searched in the task's ``data[FIELD]``).
@@ -34,14 +36,16 @@ import json
 import logging
 import re
 import time
+import uuid
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue
+from rq import Queue, get_current_job
 from rq.job import Job, JobStatus
 from rq.worker import Worker
 from tqdm import tqdm
@@ -72,6 +76,12 @@ POLL_S = 0.5
 RESULT_TTL = 24 * 3600
 
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
+
+#: Prefix of the per-task claim keys; a claim lives as long as the job may run.
+CLAIM_PREFIX = "fcanet:autoannotate:claim"
+DEFAULT_CLAIM_TTL = 600
+#: Deletes the claim only if it still holds our token (it may have expired and been re-claimed).
+_RELEASE_IF_OWNER = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
 # ------------------------------------------------------------------------ prompts → prediction
@@ -220,8 +230,39 @@ def process_task(job: TaskJob, settings: Settings) -> TaskOutcome:
 
 
 def annotate_task(payload: dict) -> dict:
-    """Worker job on the ``batch`` queue: :func:`process_task` for one task; returns the outcome."""
-    return process_task(TaskJob.from_payload(payload), worker_settings()).to_dict()
+    """Worker job on the ``batch`` queue: :func:`process_task` for one task; returns the outcome.
+
+    The task is claimed first (see :func:`task_claim`), so two runs over the same project never
+    predict one task twice at the same time: the later one skips it.
+    """
+    job, settings = TaskJob.from_payload(payload), worker_settings()
+    current = get_current_job()
+    ttl = int(current.timeout) if current is not None and current.timeout else DEFAULT_CLAIM_TTL
+    key = claim_key(Credentials.resolve(settings, job.credentials).url, job.task_id)
+    with task_claim(redis_connection(settings), key, ttl) as claimed:
+        if not claimed:
+            return TaskOutcome(job.task_id, SKIPPED, "another auto-annotation run is working on it").to_dict()
+        return process_task(job, settings).to_dict()
+
+
+def claim_key(label_studio_url: str | None, task_id: int) -> str:
+    """Redis key that marks a task of a Label Studio server as being auto-annotated."""
+    return f"{CLAIM_PREFIX}:{label_studio_url or '-'}:{task_id}"
+
+
+@contextmanager
+def task_claim(connection: Redis, key: str, ttl: int) -> Iterator[bool]:
+    """Claim ``key`` for ``ttl`` seconds (the job's timeout); yields whether this caller got it.
+
+    The claim is released on exit; a worker killed mid-task leaves it to expire with the TTL.
+    """
+    token = uuid.uuid4().hex
+    claimed = bool(connection.set(key, token, nx=True, ex=max(1, ttl)))
+    try:
+        yield claimed
+    finally:
+        if claimed:
+            connection.eval(_RELEASE_IF_OWNER, 1, key, token)
 
 
 # ----------------------------------------------------------------------------- task selection

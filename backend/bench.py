@@ -435,6 +435,10 @@ def load_phase(url: str, samples: Sequence[Sample], image_urls: Sequence[str], a
     return runs, time.perf_counter() - started
 
 
+#: Finished jobs inspected to find the latest one (more than can end within one second).
+RECENT_JOBS = 32
+
+
 def last_job_seconds(redis_url: str) -> float:
     """Run time (start to end, in the worker) of the inference job that finished last."""
     from rq import Queue
@@ -442,7 +446,11 @@ def last_job_seconds(redis_url: str) -> float:
 
     conn = redis.Redis.from_url(redis_url)
     registry = Queue("inference", connection=conn).finished_job_registry
-    job = Job.fetch(registry.get_job_ids(-1, -1)[0], connection=conn)
+    # The registry scores jobs by whole seconds, so jobs that ended in the same second are ordered
+    # by their random ids: look at the most recent few and take the one that really ended last.
+    jobs = [job for job in Job.fetch_many(registry.get_job_ids(-RECENT_JOBS, -1), connection=conn)
+            if job is not None and job.ended_at and job.started_at]
+    job = max(jobs, key=lambda j: j.ended_at)
     return (job.ended_at - job.started_at).total_seconds()
 
 

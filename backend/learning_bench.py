@@ -4,7 +4,7 @@
 
     python -m backend.learning_bench [--data DIR] [--annotations 100] [--eval 200] [--checkpoint default]
                                      [--steps N] [--time-budget S] [--lr LR] [--batch-size B] [--crop C]
-                                     [--json OUT]
+                                     [--robot-rounds R] [--json OUT]
 
 Starting from ``--checkpoint`` (default: the bundled model, which never saw horses), the first
 ``--annotations`` images of a seeded shuffle of ``--data`` (an ``index.csv`` folder, default the
@@ -13,8 +13,8 @@ bodies shaped like the captured Label Studio one (brush RLE of the ground-truth 
 on a local HTTP server), served by the backend app without Redis, so the examples are collected
 by its background thread. Then ``START_TRAINING`` runs the fine-tuning (held-out gate included),
 and the next ``--eval`` images are segmented by the robot user with the starting model and with
-the fine-tuned candidate. ``--steps``, ``--time-budget``, ``--lr``, ``--batch-size``, ``--crop`` set
-the recipe (``FINETUNE_*``).
+the fine-tuned candidate. ``--steps``, ``--time-budget``, ``--lr``, ``--batch-size``, ``--crop``,
+``--robot-rounds`` set the recipe (``FINETUNE_*``).
 
 JSON report (stdout, and ``--json``)::
 
@@ -51,7 +51,7 @@ DEFAULT_DATA = SHARED / "data" / "train" / "horses"
 TEMPLATE = SHARED / "reference" / "labelstudio" / "webhook_annotation_created.json"
 PROJECT_ID = 1
 RECIPE_FLAGS = {"steps": "FINETUNE_STEPS", "time_budget": "FINETUNE_TIME_BUDGET", "lr": "FINETUNE_LR",
-                "batch_size": "FINETUNE_BATCH_SIZE", "crop": "FINETUNE_CROP"}
+                "batch_size": "FINETUNE_BATCH_SIZE", "crop": "FINETUNE_CROP", "robot_rounds": "FINETUNE_ROBOT_ROUNDS"}
 
 
 def annotation_event(template: dict, annotation_id: int, image_url: str, mask: np.ndarray) -> dict:
@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, help="FINETUNE_LR")
     parser.add_argument("--batch-size", type=int, help="FINETUNE_BATCH_SIZE")
     parser.add_argument("--crop", type=int, help="FINETUNE_CROP")
+    parser.add_argument("--robot-rounds", type=int, help="FINETUNE_ROBOT_ROUNDS")
     parser.add_argument("--work-dir", type=Path, help="MODEL_DIR parent (default: a temp folder)")
     parser.add_argument("--json", type=Path, help="also write the report here")
     return parser

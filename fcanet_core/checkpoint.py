@@ -89,7 +89,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> F
     except RuntimeError as exc:
         raise ValueError(f"weights in {file} do not fit architecture {arch!r}: {exc}") from exc
     model.arch, model.meta = arch, meta
-    logger.info("loaded %s (%s) from %s", arch, meta.get("version", meta.get("source", "?")), file)
+    label = meta.get("version") or meta.get("name") or meta.get("source") or "no version in its metadata"
+    logger.info("loaded %s (%s) from %s", arch, label, file)
     return model.to(device).eval()
 
 

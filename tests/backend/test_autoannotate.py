@@ -14,7 +14,8 @@ import redis
 from rq import Queue
 
 from backend.autoannotate import (DONE, FAILED, SKIPPED, BatchSummary, TaskFilter, TaskJob, TaskOutcome,
-                                  center_prompt, execute_batch, has_version, predict_task, prompts_from_task)
+                                  center_prompt, claim_key, execute_batch, has_version, predict_task,
+                                  prompts_from_task, task_claim)
 from backend.bench import brush_mask
 from backend.errors import BackendError
 from backend.images import get_fetcher
@@ -190,6 +191,39 @@ def test_queued_batch_reports_every_task_and_never_stops(make_settings, redis_ur
         assert "HTTP 404" in failure["reason"] and f"/api/tasks/{failure['task_id']}" in failure["reason"]
     assert report["skip_reasons"] == {"has a prediction of model version tiny-lite0": 1}
     assert Queue("batch", connection=redis.Redis.from_url(redis_url)).count == 0
+
+
+def test_task_claim_is_exclusive_and_released_only_by_its_owner(redis_url):
+    connection = redis.Redis.from_url(redis_url)
+    key = claim_key("http://ls.example", 3)
+    with task_claim(connection, key, ttl=30) as first:
+        with task_claim(connection, key, ttl=30) as second:
+            assert first and not second
+        assert connection.exists(key)  # the loser's exit does not release the owner's claim
+        assert 0 < connection.ttl(key) <= 30
+    assert not connection.exists(key)
+    with task_claim(connection, key, ttl=30) as claimed:
+        connection.set(key, "a later run's claim")  # ours expired and another run took the task
+    assert claimed and connection.get(key) == b"a later run's claim"
+    connection.delete(key)
+
+
+@pytest.mark.slow
+def test_queued_job_skips_a_task_another_run_is_annotating(make_settings, redis_url, start_worker):
+    start_worker(queues="batch")
+    settings = make_settings(REDIS_URL=redis_url)
+    connection = redis.Redis.from_url(redis_url)
+    busy = claim_key(Credentials.resolve(settings).url, 2)
+    connection.set(busy, "another run", ex=60)
+    try:
+        summary = execute_batch(settings, _jobs([1, 2]), _summary("queued"), progress=False)
+        outcomes = {o.task_id: o for o in summary.outcomes}
+        assert outcomes[2].status == SKIPPED and "another auto-annotation run" in outcomes[2].reason
+        assert outcomes[1].status == FAILED  # it ran (the file server has no task API)
+        assert connection.get(busy) == b"another run"
+        assert not connection.exists(claim_key(Credentials.resolve(settings).url, 1))  # released after the job
+    finally:
+        connection.delete(busy)
 
 
 def test_queued_batch_without_worker(make_settings, redis_url):

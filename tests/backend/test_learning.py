@@ -127,8 +127,11 @@ def test_promotion_rule_needs_both_nocs_not_worse() -> None:
 
 
 def test_learning_config_reads_and_checks_the_environment() -> None:
-    cfg = LearningConfig.from_env({"FINETUNE_STEPS": "7", "FINETUNE_LR": "0.01", "TRAIN_SCHEDULE": "0 4 * * *"})
-    assert (cfg.steps, cfg.lr, cfg.schedule, cfg.batch_size) == (7, 0.01, "0 4 * * *", 8)
+    cfg = LearningConfig.from_env({"FINETUNE_STEPS": "7", "FINETUNE_LR": "0.01", "TRAIN_SCHEDULE": "0 4 * * *",
+                                   "FINETUNE_ROBOT_ROUNDS": "2"})
+    assert (cfg.steps, cfg.lr, cfg.schedule, cfg.batch_size, cfg.robot_rounds) == (7, 0.01, "0 4 * * *", 8, 2)
+    with pytest.raises(ValueError, match="FINETUNE_ROBOT_ROUNDS"):
+        LearningConfig.from_env({"FINETUNE_ROBOT_ROUNDS": "-1"})
     with pytest.raises(ValueError, match="FINETUNE_STEPS"):
         LearningConfig.from_env({"FINETUNE_STEPS": "many"})
     with pytest.raises(ValueError, match="HOLDOUT_FRACTION"):
