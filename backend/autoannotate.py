@@ -59,7 +59,7 @@ from .inference import get_engine
 from .jobs import SegmentRequest, run_segment, worker_settings
 from .labelstudio import Credentials, LabelStudioClient
 from .prompts import KEYPOINT_TYPES, RECTANGLE_TYPES, LabelConfig, Prompt, PromptError, parse_prompt
-from .queueing import QUEUE_BATCH, enqueue, redis_connection, unavailable
+from .queueing import QUEUE_BATCH, delete_if_value, enqueue, redis_connection, unavailable
 from .registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
@@ -77,11 +77,10 @@ RESULT_TTL = 24 * 3600
 
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
 
-#: Prefix of the per-task claim keys; a claim lives as long as the job may run.
+#: Seconds one task's job may run (``--job-timeout``); a task's claim lives as long.
+JOB_TIMEOUT = 600
+#: Prefix of the per-task claim keys.
 CLAIM_PREFIX = "fcanet:autoannotate:claim"
-DEFAULT_CLAIM_TTL = 600
-#: Deletes the claim only if it still holds our token (it may have expired and been re-claimed).
-_RELEASE_IF_OWNER = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
 # ------------------------------------------------------------------------ prompts → prediction
@@ -237,7 +236,7 @@ def annotate_task(payload: dict) -> dict:
     """
     job, settings = TaskJob.from_payload(payload), worker_settings()
     current = get_current_job()
-    ttl = int(current.timeout) if current is not None and current.timeout else DEFAULT_CLAIM_TTL
+    ttl = int(current.timeout) if current is not None and current.timeout else JOB_TIMEOUT
     key = claim_key(Credentials.resolve(settings, job.credentials).url, job.task_id)
     with task_claim(redis_connection(settings), key, ttl) as claimed:
         if not claimed:
@@ -254,7 +253,8 @@ def claim_key(label_studio_url: str | None, task_id: int) -> str:
 def task_claim(connection: Redis, key: str, ttl: int) -> Iterator[bool]:
     """Claim ``key`` for ``ttl`` seconds (the job's timeout); yields whether this caller got it.
 
-    The claim is released on exit; a worker killed mid-task leaves it to expire with the TTL.
+    The claim is released on exit (only if it is still ours: it may have expired and been taken);
+    a worker killed mid-task leaves it to expire with the TTL.
     """
     token = uuid.uuid4().hex
     claimed = bool(connection.set(key, token, nx=True, ex=max(1, ttl)))
@@ -262,7 +262,7 @@ def task_claim(connection: Redis, key: str, ttl: int) -> Iterator[bool]:
         yield claimed
     finally:
         if claimed:
-            connection.eval(_RELEASE_IF_OWNER, 1, key, token)
+            delete_if_value(connection, key, token)
 
 
 # ----------------------------------------------------------------------------- task selection
@@ -398,7 +398,7 @@ def plan_batch(settings: Settings, project_id: int, *, only_missing: bool = True
 
 
 def execute_batch(settings: Settings, jobs: Sequence[TaskJob], summary: BatchSummary, *, wait: bool = True,
-                  job_timeout: int = 600, progress: bool = True) -> BatchSummary:
+                  job_timeout: int = JOB_TIMEOUT, progress: bool = True) -> BatchSummary:
     """Run the jobs (in this process, or on the ``batch`` queue with ``REDIS_URL``) into ``summary``.
 
     Raises:
@@ -416,7 +416,7 @@ def execute_batch(settings: Settings, jobs: Sequence[TaskJob], summary: BatchSum
 
 def run_batch(settings: Settings, project_id: int, *, only_missing: bool = True,
               task_filter: TaskFilter = TaskFilter(), center_click: bool = False, wait: bool = True,
-              job_timeout: int = 600, progress: bool = True) -> BatchSummary:
+              job_timeout: int = JOB_TIMEOUT, progress: bool = True) -> BatchSummary:
     """Auto-annotate a project: :func:`plan_batch`, then :func:`execute_batch`."""
     summary, jobs = plan_batch(settings, project_id, only_missing=only_missing, task_filter=task_filter,
                                center_click=center_click)
@@ -522,6 +522,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
                         help="tasks without prompts get one positive click at the image centre")
     parser.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
                         help="with REDIS_URL: wait for the jobs and report (default on), or only enqueue")
-    parser.add_argument("--job-timeout", type=int, default=600, help="seconds one task's job may run (default 600)")
+    parser.add_argument("--job-timeout", type=int, default=JOB_TIMEOUT,
+                        help=f"seconds one task's job may run (default {JOB_TIMEOUT})")
     parser.add_argument("--json", help="write the summary (counts, failures, tasks per minute) here")
     parser.set_defaults(func=_cmd_auto_annotate)

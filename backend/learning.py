@@ -62,7 +62,7 @@ from .examples import (AnnotationRecord, Example, ExampleStore, decode_regions, 
 from .images import get_fetcher
 from .inference import resolve_device
 from .jobs import worker_settings
-from .queueing import QUEUE_TRAINING, enqueue, redis_connection, unavailable
+from .queueing import QUEUE_TRAINING, delete_if_value, enqueue, redis_connection, unavailable
 from .registry import ModelRegistry, RegistryError, utc_now, write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -387,10 +387,9 @@ def _run_local_fine_tune(project: str, reason: str, settings: Settings, job_id: 
 
 # --------------------------------------------------------------------------- the training lock
 
-#: Lua: extend / delete a key only while it still holds the caller's value.
+#: Lua: extend a key only while it still holds the caller's value.
 _EXPIRE_IF_VALUE = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) "
                     "end return 0")
-_DELETE_IF_VALUE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
 class _RedisLock:
@@ -437,7 +436,7 @@ class _RedisLock:
     def release(self) -> None:
         self._stop.set()
         self._beater.join(timeout=5)
-        self.connection.eval(_DELETE_IF_VALUE, 1, self.key, self.token)
+        delete_if_value(self.connection, self.key, self.token)
 
 
 class _FileLock:
@@ -559,7 +558,7 @@ def fine_tune(project: str, reason: str, settings: Settings | None = None) -> di
     project = project_key(project)
     job = get_current_job()
     if job is not None:
-        redis_connection(settings).eval(_DELETE_IF_VALUE, 1, _pending_key(project), job.id)  # no longer waiting
+        delete_if_value(redis_connection(settings), _pending_key(project), job.id)  # no longer waiting
     with training_lock(settings, project, cfg, job) as lost:
         summary = _FineTune(settings, cfg, project).run(reason, lost)
     logger.info("fine-tuning finished", extra={k: v for k, v in summary.items() if k != "metrics"})
