@@ -1,6 +1,8 @@
-"""Seconds per click of an FCA-Net on this machine.
+"""Seconds per click of an FCA-Net on this machine, or (``--train``) images/s of its training step.
 
 ``python -m fcanet_core.bench --arch resnet101 --size 512x683 --clicks 5 --repeats 3``
+``python -m fcanet_core.bench --train --config configs/lite0_main.py --steps 8`` (see
+:mod:`fcanet_core.train_bench`)
 
 Times the full predictor path (image resize, click encoding, network, sigmoid, resize back)
 for click lists of growing length, as in an interactive session, and the network forward
@@ -26,6 +28,8 @@ from .checkpoint import load_model
 from .clicks import Click
 from .model import MODEL_BUILDERS, build_model
 from .predictor import Predictor
+from .train import load_config
+from .train_bench import VARIANTS, run_train_bench
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -92,7 +96,6 @@ def run_bench(model: torch.nn.Module, arch: str, size: tuple[int, int], device: 
     inputs = predictor.network_inputs(image, clicks)
     with torch.inference_mode():
         forward = [_timed(lambda: predictor.model(*inputs)) for _ in range(repeats)]
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return {
         "arch": arch,
         "device": str(predictor.device),
@@ -106,7 +109,7 @@ def run_bench(model: torch.nn.Module, arch: str, size: tuple[int, int], device: 
         "seconds_per_click": summarise([wall for wall, _ in per_click]),
         "cpu_seconds_per_click": summarise([cpu for _, cpu in per_click]),
         "forward_seconds": summarise([wall for wall, _ in forward]),
-        "machine": {**machine_info(), "load_average_1min": load},
+        "machine": _machine_now(),
     }
 
 
@@ -124,11 +127,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     parser.add_argument("--no-fuse", action="store_true", help="keep BatchNorm layers separate")
     parser.add_argument("--no-channels-last", action="store_true", help="use the default memory format")
     parser.add_argument("--json", type=Path, help="also write the result to this file")
+    train = parser.add_argument_group("training throughput (--train)")
+    train.add_argument("--train", action="store_true", help="bench the training step instead of clicks")
+    train.add_argument("--config", default="configs/lite0_main.py", help="training config (default %(default)s)")
+    train.add_argument("--steps", type=int, default=8, help="timed steps per variant")
+    train.add_argument("--warmup", type=int, default=2, help="untimed steps per variant first")
+    train.add_argument("--variants", default=",".join(VARIANTS),
+                       help="comma-separated step variants, the first one the reference (default: all)")
     args = parser.parse_args(argv)
-    if args.clicks < 1 or args.repeats < 1:
-        parser.error("--clicks and --repeats must be at least 1")
+    if args.clicks < 1 or args.repeats < 1 or args.steps < 1 or args.warmup < 0:
+        parser.error("--clicks, --repeats and --steps must be at least 1, --warmup at least 0")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.train:
+        config = load_config(args.config)
+        if args.threads:
+            config = config.replace(num_threads=args.threads)
+        try:
+            result = run_train_bench(config, args.variants.split(","), args.steps, args.warmup, args.device)
+        except ValueError as exc:
+            parser.error(str(exc))
+        return _emit({**result, "config": args.config, "machine": _machine_now()}, args.json)
     if args.checkpoint:
         model = load_model(args.checkpoint)
         arch = model.arch
@@ -138,11 +157,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     result = run_bench(model, arch, args.size, args.device, args.clicks, args.repeats,
                        fuse=not args.no_fuse, channels_last=not args.no_channels_last)
     result["checkpoint"] = args.checkpoint
+    return _emit(result, args.json)
+
+
+def _machine_now() -> dict[str, object]:
+    """:func:`machine_info` plus the 1-minute load average (other work slows a bench down)."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {**machine_info(), "load_average_1min": load}
+
+
+def _emit(result: dict[str, object], path: Path | None) -> dict[str, object]:
+    """Print ``result`` as JSON, also write it to ``path`` when given; return it."""
     text = json.dumps(result, indent=2)
     print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
     return result
 
 

@@ -42,9 +42,14 @@ class MaskPrediction(Protocol):
 
 
 class ClickPredictor(Protocol):
-    """Anything with ``predict(image_rgb_uint8, clicks)``, e.g. :class:`fcanet_core.Predictor`."""
+    """Anything with ``predict(image_rgb_uint8, clicks, prev_mask)``, e.g. :class:`fcanet_core.Predictor`.
 
-    def predict(self, image: np.ndarray, clicks: Sequence[Click]) -> MaskPrediction: ...
+    ``prev_mask`` is the mask of the previous click (``None`` before the first), as an annotation
+    tool keeps it; predictors that do not zoom in may ignore it.
+    """
+
+    def predict(self, image: np.ndarray, clicks: Sequence[Click],
+                prev_mask: np.ndarray | None = None) -> MaskPrediction: ...
 
 
 class EvalSample(Protocol):
@@ -148,7 +153,7 @@ def evaluate_instance(predictor: ClickPredictor, image: np.ndarray, gt: np.ndarr
     for _ in range(max_clicks):
         clicks.append(next_click(pred, gt, clicks))
         start = time.perf_counter()
-        pred = predictor.predict(image, list(clicks)).mask
+        pred = predictor.predict(image, list(clicks), prev_mask=pred if clicks[1:] else None).mask
         seconds += time.perf_counter() - start
         ious.append(iou(pred, gt))
     return InstanceResult(name, tuple(clicks), tuple(ious)), seconds
@@ -208,6 +213,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset", required=True, help="folder with index.csv or in an official layout")
     parser.add_argument("--max-clicks", type=int, default=20, help="clicks per instance (default 20)")
     parser.add_argument("--sis", action="store_true", help="apply the structural integrity strategy")
+    parser.add_argument("--zoom-in", action="store_true",
+                        help="predict on the region around the clicks and the previous mask (Predictor zoom_in)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N instances")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--plot", type=Path, default=None, help="write the mIoU curve here (PNG)")
@@ -243,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as exc:  # bad folder, checkpoint or device name
         logger.error("%s", exc)
         return 2
-    predictor = Predictor(model, sis=args.sis, short_side=args.short_side)
+    predictor = Predictor(model, sis=args.sis, short_side=args.short_side, zoom_in=args.zoom_in)
     result = evaluate(predictor, samples, args.max_clicks, progress=True)
     report = {
         "dataset": str(args.dataset),
@@ -252,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "arch": model.arch,
         "device": device,
         "sis": args.sis,
+        "zoom_in": args.zoom_in,
         "short_side": predictor.short_side,
         "limit": args.limit,
         "target_iou": args.target_iou,

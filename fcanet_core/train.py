@@ -33,10 +33,10 @@ from tqdm import tqdm
 
 from .checkpoint import atomic_save
 from .checkpoint import load_model
-from .losses import click_loss
 from .model import FCANet, build_model
-from .sampling import ItisMemory, robot_update
-from .train_data import CropSpec, Example, collate, load_training_samples, make_example
+from .sampling import ItisMemory
+from .train_data import CropSpec, load_training_samples, make_example
+from .train_step import StepOptions, prepare_model, remember_robot_clicks, robot_rounds, train_step
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,9 @@ class TrainConfig:
     eval_max_clicks: int = 20
     seed: int = 0
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
+    channels_last: bool = True  # NHWC weights and images (see fcanet_core.train_bench)
+    bf16_train: bool = False  # bfloat16 autocast of the training forward on CPU
+    bf16_robot: bool = True  # bfloat16 autocast of the robot-round forwards on CPU
     extra: dict[str, Any] = field(default_factory=dict)  # free notes stored with the run
 
     def __post_init__(self) -> None:
@@ -84,6 +87,11 @@ class TrainConfig:
             raise ValueError("batch_size and max_steps must be positive and crop at least 16")
         if not 0.0 <= self.itis_probability <= 1.0:
             raise ValueError("itis_probability must lie in [0, 1]")
+
+    @property
+    def step_options(self) -> StepOptions:
+        """How each step runs: memory layout and reduced precision."""
+        return StepOptions(self.channels_last, self.bf16_train, self.bf16_robot)
 
     @property
     def crop_spec(self) -> CropSpec:
@@ -144,8 +152,9 @@ def read_train_state(path: str | Path) -> dict[str, Any]:
 
 def _init_weights(model: FCANet, path: str | Path, arch: str) -> None:
     """Copy weights from a training state or any checkpoint :func:`fcanet_core.load_model` reads."""
-    path = Path(path)
     try:
+        if not Path(path).is_file():
+            raise ValueError("not a file: a name load_model knows, such as 'default'")
         state = read_train_state(path)
         source_arch, weights = state["arch"], state["model"]
     except ValueError:
@@ -234,14 +243,14 @@ def train(config: TrainConfig, out_dir: str | Path, device: str = "cpu", resume:
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     dev = torch.device(device)
-    amp = dev.type == "cuda"
+    amp = dev.type == "cuda"  # fp16 autocast with loss scaling on CUDA (see train_step)
 
     samples = load_training_samples(config.train_dirs)
     torch.manual_seed(config.seed)  # the heads' initialisation
     model = build_model(config.arch, **({"pretrained": config.pretrained} if config.arch == "lite0" else {}))
     if init is not None and not resume:
         _init_weights(model, init, config.arch)
-    model.to(dev).train()
+    prepare_model(model.to(dev).train(), config.step_options)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
     step, elapsed = 0, 0.0
@@ -304,25 +313,19 @@ def train(config: TrainConfig, out_dir: str | Path, device: str = "cpu", resume:
             examples = [make_example(samples, i, config.crop_spec, rng, memory)
                         for i in order.take(config.batch_size, rng)]
             if config.robot_rounds and step >= config.itis_start:
-                examples = _robot_rounds(model, examples, int(rng.integers(0, config.robot_rounds + 1)), dev)
-            batch = {k: torch.from_numpy(v).to(dev) for k, v in collate(examples).items()}
-            with torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
-                logits, first_logits = model.forward_with_first_head(
-                    batch["image"], batch["pos"], batch["neg"], batch["first"])
-            loss = click_loss(logits, first_logits, batch["gt"], batch["pos"], batch["neg"], batch["first"])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+                examples = robot_rounds(model, examples, int(rng.integers(0, config.robot_rounds + 1)), dev,
+                                        config.step_options)
+            try:
+                loss, logits = train_step(model, optimizer, scaler, examples, dev, config.step_options)
+            except FloatingPointError as exc:
+                raise FloatingPointError(f"{exc} at step {step}") from None
             lr = optimizer.param_groups[0]["lr"]
             if step >= config.itis_start and memory.probability > 0:
-                _remember_robot_clicks(examples, logits, memory)
+                remember_robot_clicks(examples, logits, memory)
             step += 1
             elapsed += time.perf_counter() - tic
             scheduler.step()
-            window.append(loss.item())
+            window.append(loss)
             bar.update(1)
             finished = step == last_step or run_progress(step, elapsed, config) >= 1.0
             if step % config.log_every == 0 or finished:
@@ -346,36 +349,6 @@ def train(config: TrainConfig, out_dir: str | Path, device: str = "cpu", resume:
             signal.signal(s, handler)
     logger.info("stopped at step %d of %d (%.0f s of training)", step, config.max_steps, elapsed)
     return state_path
-
-
-def _robot_rounds(model: FCANet, examples: list[Example], rounds: int, device: torch.device) -> list[Example]:
-    """Add ``rounds`` robot clicks to every example, each on the model's current prediction (no gradient).
-
-    The network then trains on correcting its own present mistakes, not only on the clicks
-    remembered from earlier epochs.
-    """
-    if rounds == 0:
-        return examples
-    was_training = model.training
-    model.eval()
-    try:
-        for _ in range(rounds):
-            batch = {k: torch.from_numpy(v).to(device) for k, v in collate(examples).items()}
-            with torch.no_grad():
-                logits = model(batch["image"], batch["pos"], batch["neg"], batch["first"])
-            probs = torch.sigmoid(logits.float()).cpu().numpy()[:, 0]
-            examples = [dataclasses.replace(e, clicks=robot_update(e.clicks, prob, e.gt))
-                        for e, prob in zip(examples, probs)]
-    finally:
-        model.train(was_training)
-    return examples
-
-
-def _remember_robot_clicks(examples: Sequence[Example], logits: torch.Tensor, memory: ItisMemory) -> None:
-    """ITIS: store each example's view and clicks plus the robot's click on the current prediction."""
-    probs = torch.sigmoid(logits.detach().float()).cpu().numpy()[:, 0]
-    for example, prob in zip(examples, probs):
-        memory.remember(example.index, example.view, robot_update(example.clicks, prob, example.gt))
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

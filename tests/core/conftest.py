@@ -1,7 +1,9 @@
 """Fixtures for fcanet_core tests: official networks with the reference weights, a tiny network."""
 from __future__ import annotations
 
+import shutil
 import zlib
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -95,3 +97,19 @@ def make_tiny_model(seed: int = 0) -> FCANet:
 def tiny_model() -> FCANet:
     """A fresh tiny FCA-Net with non-trivial BN statistics."""
     return make_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def four_images(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ``index.csv`` folder with four real ECSSD image/mask pairs."""
+    src = shared_dir / "data" / "train" / "ecssd"
+    rows = (src / "index.csv").read_text().splitlines()[1:5]
+    dst = tmp_path_factory.mktemp("four")
+    for row in rows:
+        for rel in row.split(","):
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src / rel, dst / rel)
+    (dst / "index.csv").write_text("image,mask\n" + "\n".join(rows) + "\n")
+    return dst
+
+

@@ -38,10 +38,12 @@ class ScriptedPredictor:
 
     script: dict[int, list[np.ndarray]]  # image value → mask after click 1, 2, ...
     calls: list[tuple[int, list[Click]]] = field(default_factory=list)
+    prev_masks: list[np.ndarray | None] = field(default_factory=list)
 
-    def predict(self, image: np.ndarray, clicks: list[Click]) -> Answer:
+    def predict(self, image: np.ndarray, clicks: list[Click], prev_mask: np.ndarray | None = None) -> Answer:
         key = int(image[0, 0, 0])
         self.calls.append((key, list(clicks)))
+        self.prev_masks.append(prev_mask)
         masks = self.script[key]
         return Answer(masks[min(len(clicks), len(masks)) - 1])
 
@@ -109,6 +111,15 @@ def test_every_instance_gets_max_clicks_from_the_robot() -> None:
     # negative inside it, so the robot clicked on the predictor's mask.
     third = per_image[1][2][2]
     assert not third.positive and 90 <= third.y < 110 and 120 <= third.x < 160
+
+
+def test_each_click_after_the_first_gets_the_previous_mask() -> None:
+    samples, predictor, _ = _scenario()
+    evaluate(predictor, samples[:1], max_clicks=4)
+    script = predictor.script[1]
+    assert predictor.prev_masks[0] is None
+    for k, prev in enumerate(predictor.prev_masks[1:], start=1):
+        assert prev is not None and np.array_equal(prev, script[k - 1]), k
 
 
 def test_bad_input_is_a_clear_error() -> None:

@@ -2,30 +2,14 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from fcanet_core import load_model
 from fcanet_core.export_model import export_model
 from fcanet_core.train import TrainConfig, load_config, read_train_state, train
-
-
-@pytest.fixture(scope="module")
-def four_images(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An ``index.csv`` folder with four real ECSSD image/mask pairs."""
-    src = shared_dir / "data" / "train" / "ecssd"
-    rows = (src / "index.csv").read_text().splitlines()[1:5]
-    dst = tmp_path_factory.mktemp("four")
-    for row in rows:
-        for rel in row.split(","):
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(src / rel, dst / rel)
-    (dst / "index.csv").write_text("image,mask\n" + "\n".join(rows) + "\n")
-    return dst
 
 
 def _config(data: Path, **changes) -> TrainConfig:
@@ -97,19 +81,9 @@ def test_shipped_config_trains_only_on_the_allowed_folders() -> None:
     assert config.arch == "lite0" and Path(config.eval_dir).name == "grabcut"
 
 
-def test_robot_rounds_add_one_robot_click_per_round(four_images: Path) -> None:
-    from fcanet_core import build_model
-    from fcanet_core.datasets import load_samples
-    from fcanet_core.train import _robot_rounds
-    from fcanet_core.train_data import CropSpec, make_example
-
-    rng = np.random.default_rng(0)
-    samples = load_samples(four_images)
-    examples = [make_example(samples, i, CropSpec(crop=64, short_side=72), rng) for i in range(2)]
-    model = build_model("lite0", pretrained=False).train()
-    grown = _robot_rounds(model, examples, 2, torch.device("cpu"))
-    assert model.training
-    for before, after in zip(examples, grown):
-        assert after.clicks[: len(before.clicks)] == before.clicks and len(after.clicks) == len(before.clicks) + 2
-        assert after.clicks[-1] not in after.clicks[:-1]
-        assert after.clicks[-1].positive == (after.gt[after.clicks[-1].y, after.clicks[-1].x] == 1)
+def test_main_run_config_never_trains_on_evaluation_or_held_back_data() -> None:
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "lite0_main.py")
+    names = [Path(d).name for d in config.train_dirs]
+    assert set(names) == {"ecssd", "coco", "duts"} and names.count("coco") == 2  # COCO weighted twice
+    assert "grabcut" not in names and "horses" not in names
+    assert config.channels_last and config.bf16_robot and Path(config.eval_dir).name == "grabcut"

@@ -1,0 +1,101 @@
+"""One training step of FCA-Net: robot rounds, forward, click loss, backward, optimizer step.
+
+Shared by :mod:`fcanet_core.train` (the training loop) and :mod:`fcanet_core.train_bench` (its
+throughput benchmark), so the benchmark times exactly the step the training runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .losses import click_loss
+from .model import FCANet
+from .sampling import ItisMemory, robot_update
+from .train_data import Example, collate
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """How a step runs (not what it learns): memory layout and reduced-precision choices."""
+
+    channels_last: bool = True  # NHWC weights and images
+    bf16_train: bool = False  # bfloat16 autocast of the training forward on CPU
+    bf16_robot: bool = True  # bfloat16 autocast of the no-gradient robot-round forwards on CPU
+
+
+def prepare_model(model: FCANet, options: StepOptions) -> FCANet:
+    """Put the model in the memory layout ``options`` asks for (in place; returns it)."""
+    if options.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def to_device(arrays: dict[str, np.ndarray], device: torch.device, channels_last: bool) -> dict[str, torch.Tensor]:
+    """A collated batch as tensors on ``device``, the image in channels-last layout when asked."""
+    batch = {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
+    if channels_last:
+        batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+    return batch
+
+
+def _autocast(device: torch.device, bf16_on_cpu: bool) -> torch.autocast:
+    """fp16 autocast on CUDA; bfloat16 on CPU when asked; otherwise disabled."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_on_cpu)
+
+
+def robot_rounds(model: FCANet, examples: list[Example], rounds: int, device: torch.device,
+                 options: StepOptions = StepOptions()) -> list[Example]:
+    """Add ``rounds`` robot clicks to every example, each on the model's current prediction (no gradient).
+
+    The network then trains on correcting its own present mistakes, not only on the clicks
+    remembered from earlier epochs.
+    """
+    if rounds == 0:
+        return examples
+    was_training = model.training
+    model.eval()
+    try:
+        for _ in range(rounds):
+            batch = to_device(collate(examples), device, options.channels_last)
+            with torch.no_grad(), _autocast(device, options.bf16_robot):
+                logits = model(batch["image"], batch["pos"], batch["neg"], batch["first"])
+            probs = torch.sigmoid(logits.float()).cpu().numpy()[:, 0]
+            examples = [dataclasses.replace(e, clicks=robot_update(e.clicks, prob, e.gt))
+                        for e, prob in zip(examples, probs)]
+    finally:
+        model.train(was_training)
+    return examples
+
+
+def train_step(model: FCANet, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+               examples: Sequence[Example], device: torch.device,
+               options: StepOptions = StepOptions()) -> tuple[float, torch.Tensor]:
+    """Forward, click loss, backward and optimizer step on ``examples``; returns (loss, main logits).
+
+    Raises ``FloatingPointError`` when the loss is not finite (the weights are then left unchanged).
+    """
+    batch = to_device(collate(examples), device, options.channels_last)
+    with _autocast(device, options.bf16_train):
+        logits, first_logits = model.forward_with_first_head(batch["image"], batch["pos"], batch["neg"],
+                                                             batch["first"])
+    loss = click_loss(logits, first_logits, batch["gt"], batch["pos"], batch["neg"], batch["first"])
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss is not finite ({loss.item()})")
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.item(), logits
+
+
+def remember_robot_clicks(examples: Sequence[Example], logits: torch.Tensor, memory: ItisMemory) -> None:
+    """ITIS: store each example's view and clicks plus the robot's click on the current prediction."""
+    probs = torch.sigmoid(logits.detach().float()).cpu().numpy()[:, 0]
+    for example, prob in zip(examples, probs):
+        memory.remember(example.index, example.view, robot_update(example.clicks, prob, example.gt))
