@@ -3,11 +3,14 @@
 CLI::
 
     python -m fcanet_core.export_model --from runs/lite0/last.pt --to models/fcanet_lite0.pt
-        [--name VERSION] [--fp32]
+        [--name VERSION] [--fp32] [--parent CHECKPOINT] [--where "2-core CPU"]
 
 The checkpoint is written atomically in fp16 (unless ``--fp32``) with metadata: version name,
 training data, recipe, steps, training time and the last evaluation from the run's
 ``metrics.jsonl`` (:func:`fcanet_core.checkpoint.save_checkpoint` adds the creation time).
+With ``--parent`` (the checkpoint the run started from, ``default`` for the bundled model) the
+metadata also carries the model's whole ``lineage``: one segment per run (steps, seconds of
+training steps, data, where it ran), and the totals over all of them.
 """
 from __future__ import annotations
 
@@ -34,10 +37,24 @@ def _last_eval(run_dir: Path) -> dict[str, Any]:
     return evals[-1] if evals else {}
 
 
+def lineage_of(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The training segments behind a checkpoint's metadata (one synthesised from its totals if it has none)."""
+    if "lineage" in meta:
+        return list(meta["lineage"])
+    if "steps" in meta:
+        return [{"version": meta.get("version"), "steps": meta["steps"], "train_seconds": meta.get("train_seconds", 0),
+                 "data": meta.get("data", []), "where": meta.get("where", "unknown")}]
+    return []
+
+
 def export_model(state_path: str | Path, out_path: str | Path, name: str | None = None,
-                 half: bool = True) -> Path:
-    """Write the model of training state ``state_path`` as a project checkpoint at ``out_path``."""
-    from .checkpoint import save_checkpoint
+                 half: bool = True, parent: str | Path | None = None, where: str = "unknown") -> Path:
+    """Write the model of training state ``state_path`` as a project checkpoint at ``out_path``.
+
+    ``parent`` names the checkpoint the run was initialised from; its lineage is carried over.
+    ``where`` says what the run's steps ran on (e.g. ``"2-core CPU"``).
+    """
+    from .checkpoint import load_model, save_checkpoint
 
     state_path = Path(state_path)
     state = read_train_state(state_path)
@@ -55,7 +72,13 @@ def export_model(state_path: str | Path, out_path: str | Path, name: str | None 
         "metrics": {f"{Path(config['eval_dir']).name}_{k}": v for k, v in last_eval.items() if k != "step"}
         if last_eval and config.get("eval_dir") else {},
         "metrics_step": last_eval.get("step"),
+        "where": where,
     }
+    lineage = lineage_of(load_model(str(parent), "cpu").meta) if parent is not None else []
+    lineage.append({"version": meta["version"], "steps": state["step"], "train_seconds": meta["train_seconds"],
+                    "data": meta["data"], "where": where})
+    meta.update(lineage=lineage, steps_total=sum(s["steps"] for s in lineage),
+                train_seconds_total=sum(s["train_seconds"] for s in lineage))
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out_path, model, state["arch"], meta, half=half)
@@ -70,10 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--to", required=True, help="checkpoint to write, e.g. models/fcanet_lite0.pt")
     parser.add_argument("--name", default=None, help="version name stored in the metadata")
     parser.add_argument("--fp32", action="store_true", help="keep fp32 weights (default fp16)")
+    parser.add_argument("--parent", default=None, help="checkpoint the run started from ('default' = bundled)")
+    parser.add_argument("--where", default="unknown", help="what the run's steps ran on, e.g. '2-core CPU'")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        path = export_model(args.source, args.to, args.name, half=not args.fp32)
+        path = export_model(args.source, args.to, args.name, half=not args.fp32, parent=args.parent,
+                            where=args.where)
     except (ValueError, OSError) as exc:
         logger.error("%s", exc)
         return 2

@@ -3,7 +3,7 @@
 CLI::
 
     python -m fcanet_core.train --config configs/lite0_cpu.py [--device cpu|cuda] [--resume]
-        [--init CHECKPOINT] [--out DIR] [--max-steps N]
+        [--init CHECKPOINT] [--out DIR] [--max-steps N] [--time-budget SECONDS]
 
 The run folder holds ``last.pt`` (the full training state: model, optimizer, LR schedule, step,
 data order, ITIS memory and RNG states, written atomically every ``checkpoint_every`` steps and at
@@ -359,6 +359,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--init", default=None, help="start from this checkpoint's weights (fine-tuning)")
     parser.add_argument("--out", default="runs/train", help="run folder (default runs/train)")
     parser.add_argument("--max-steps", type=int, default=None, help="override the config's max_steps")
+    parser.add_argument("--time-budget", type=float, default=None,
+                        help="override the config's time_budget_s (seconds of training steps)")
     return parser.parse_args(argv)
 
 
@@ -370,6 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
         if args.max_steps is not None:
             config = config.replace(max_steps=args.max_steps)
+        if args.time_budget is not None:
+            config = config.replace(time_budget_s=args.time_budget)
         path = train(config, args.out, device=args.device, resume=args.resume, init=args.init)
     except ValueError as exc:
         logger.error("%s", exc)

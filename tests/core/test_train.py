@@ -40,6 +40,11 @@ def test_loss_falls_on_four_images_and_the_export_loads(four_images: Path, tmp_p
     trained = read_train_state(state)["model"]
     loaded = model.state_dict()
     assert all(torch.allclose(loaded[k].float(), v.float(), atol=1e-2, rtol=1e-2) for k, v in trained.items())
+    # A second export naming the first as its parent carries the lineage and sums it.
+    child = load_model(export_model(state, tmp_path / "child.pt", name="child", parent=out, where="test CPU"))
+    assert [s["version"] for s in child.meta["lineage"]] == ["smoke", "child"]
+    assert child.meta["steps_total"] == 60 and child.meta["lineage"][1]["where"] == "test CPU"
+    assert child.meta["train_seconds_total"] == 2 * model.meta["train_seconds"]
 
 
 @pytest.mark.slow
