@@ -5,27 +5,19 @@ Same recipe as ``configs/lite0_main.py`` on the downscaled copy of its training 
 the checkout), with a batch that fills a GPU better and the step budget set by the script's time
 box. Initialised from the latest weights (``--init``), so no ImageNet download is needed there.
 """
-from fcanet_core.train import TrainConfig
+from pathlib import Path
 
-CONFIG = TrainConfig(
-    arch="lite0",
+from fcanet_core.train import load_config
+
+CONFIG = load_config(Path(__file__).with_name("lite0_main.py")).replace(
     train_dirs=("data_cache/train_small",),
     pretrained=False,
-    crop=256,
-    short_side=352,
-    scale_range=(0.7, 1.4),
-    flip=True,
     batch_size=32,
-    max_steps=100000,
     time_budget_s=420,
     lr=0.01,
     warmup_steps=50,
-    poly_power=0.9,
-    itis_start=0,
-    itis_probability=0.7,
-    robot_rounds=2,
     checkpoint_every=100,
-    log_every=20,
+    eval_dir=None,
     seed=11,
-    channels_last=True,
+    num_threads=0,
 )

@@ -11,37 +11,23 @@ segmenting the clicked object rather than the salient one) and DUTS-TR, about 11
 epoch. Never GrabCut (evaluation only) or the horses (held back). Start it on a shared CPU with
 ``OMP_WAIT_POLICY=PASSIVE``.
 """
-from fcanet_core.train import TrainConfig
+from pathlib import Path
 
-CONFIG = TrainConfig(
-    arch="lite0",
+from fcanet_core.train import load_config
+
+CONFIG = load_config(Path(__file__).with_name("lite0_cpu.py")).replace(
     train_dirs=(
         "../shared/data/train/ecssd",
         "../shared/data/train/coco",
         "../shared/data/train/coco",
         "../shared/data/train/duts",
     ),
-    pretrained=True,
-    crop=256,
-    short_side=352,
-    scale_range=(0.7, 1.4),
-    flip=True,
-    batch_size=8,
     max_steps=100000,
     time_budget_s=7000,
     lr=0.007,
-    warmup_steps=100,
-    poly_power=0.9,
     itis_start=0,
-    itis_probability=0.7,
-    robot_rounds=2,
     checkpoint_every=50,
-    log_every=20,
-    eval_dir="../shared/data/grabcut",
     eval_every=500,
     eval_limit=10,
-    eval_max_clicks=20,
     seed=10,
-    num_threads=2,
-    channels_last=True,
 )
