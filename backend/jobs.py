@@ -6,13 +6,19 @@ bytes: the worker fetches the image itself into its LRU cache, so an image trave
 Studio to the worker once and never through Redis. The worker's own ``LABEL_STUDIO_URL`` /
 ``LABEL_STUDIO_API_KEY`` take precedence over the credentials in the payload. The web process
 without ``REDIS_URL`` calls :func:`run_segment` directly; both paths give the same result.
+
+``segment_frame`` (queue ``inference``) answers a click whose image comes with the request (CVAT
+sends the frame's file bytes): the bytes travel in the payload, the mask comes back bit-packed.
+:func:`run_segment_frame` is the same path without a queue.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
 from dataclasses import dataclass
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -22,6 +28,7 @@ from fcanet_core import Click
 
 from .config import Settings
 from .errors import BackendError, BadRequest
+from .frames import get_frame_decoder, place_prompt
 from .images import get_fetcher
 from .inference import get_engine
 from .labelstudio import Credentials
@@ -31,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 #: Import path of :func:`segment`, as enqueued by the web process.
 SEGMENT_JOB = "backend.jobs.segment"
+#: Import path of :func:`segment_frame`.
+SEGMENT_FRAME_JOB = "backend.jobs.segment_frame"
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,68 @@ class SegmentRequest:
             raise BadRequest(f"malformed segment job payload: {exc!r}") from None
 
 
+@dataclass(frozen=True)
+class FrameRequest:
+    """One click on an image sent with the request: its file bytes, the clicks, an optional box.
+
+    Clicks are in image pixels, first click (positive) first; they and the box are checked
+    against the decoded image (:func:`backend.frames.place_prompt`).
+    """
+
+    image: bytes
+    clicks: tuple[Click, ...]
+    box: Box | None = None
+
+    def to_payload(self) -> dict:
+        """The job payload (the image bytes as they are: RQ pickles job arguments)."""
+        return {
+            "image": self.image,
+            "clicks": [[float(c.x), float(c.y), bool(c.positive)] for c in self.clicks],
+            "box": None if self.box is None else [self.box.x0, self.box.y0, self.box.x1, self.box.y1],
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> "FrameRequest":
+        """Inverse of :meth:`to_payload`; :class:`BadRequest` for a malformed payload."""
+        try:
+            return cls(
+                image=bytes(payload["image"]),
+                clicks=tuple(Click(float(x), float(y), bool(p)) for x, y, p in payload["clicks"]),
+                box=None if payload.get("box") is None else Box(*(float(v) for v in payload["box"])),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadRequest(f"malformed frame job payload: {exc!r}") from None
+
+
+def run_segment_frame(request: FrameRequest, settings: Settings) -> dict:
+    """Decode the frame, predict: ``{"mask": packed bits, "width", "height", "score", "model_version"}``.
+
+    ``mask`` is ``np.packbits`` of the H×W 0/1 mask, row-major (:func:`unpack_mask` inverts it).
+
+    Raises:
+        BackendError: image limits or decoding (413/422), clicks or box outside the image (400).
+    """
+    started = time.perf_counter()
+    engine = get_engine(settings)
+    image, digest = get_frame_decoder(settings).decode(request.image)
+    height, width = image.shape[:2]
+    clicks, box = place_prompt(request.clicks, request.box, width, height)
+    mask, score = engine.segment(image, clicks, image_key=f"frame:{digest}", box=box)
+    version = engine.model_version
+    logger.info("segmented", extra={"frame": digest, "clicks": len(clicks), "box": box is not None,
+                                    "model_version": version, "score": round(score, 4),
+                                    "duration_ms": round(1000 * (time.perf_counter() - started), 1)})
+    return {"mask": np.packbits(mask > 0).tobytes(), "width": width, "height": height, "score": score,
+            "model_version": version}
+
+
+def unpack_mask(result: dict) -> np.ndarray:
+    """The uint8 H×W 0/1 mask of a :func:`run_segment_frame` result."""
+    height, width = result["height"], result["width"]
+    bits = np.unpackbits(np.frombuffer(result["mask"], dtype=np.uint8), count=height * width)
+    return bits.reshape(height, width)
+
+
 def fit_to_size(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """``image`` resized to the size Label Studio measured (it should already have it)."""
     if image.shape[:2] == (height, width):
@@ -115,13 +186,23 @@ def worker_settings() -> Settings:
 
 
 def segment(payload: dict) -> dict:
-    """Worker job on the ``inference`` queue: :func:`run_segment` for a payload.
-
-    An expected failure (:class:`BackendError`) is stored in the job's ``meta["error"]`` (status
-    and detail) before the job fails, so the web process can answer with the same error.
-    """
-    try:
+    """Worker job on the ``inference`` queue: :func:`run_segment` for a payload."""
+    with errors_in_job_meta():
         return run_segment(SegmentRequest.from_payload(payload), worker_settings())
+
+
+def segment_frame(payload: dict) -> dict:
+    """Worker job on the ``inference`` queue: :func:`run_segment_frame` for a payload."""
+    with errors_in_job_meta():
+        return run_segment_frame(FrameRequest.from_payload(payload), worker_settings())
+
+
+@contextlib.contextmanager
+def errors_in_job_meta() -> Iterator[None]:
+    """Store an expected failure (:class:`BackendError`) in the job's ``meta["error"]`` (status
+    and detail) before the job fails, so the waiting process can answer with the same error."""
+    try:
+        yield
     except BackendError as exc:
         job = get_current_job()
         if job is not None:

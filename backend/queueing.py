@@ -12,8 +12,9 @@ prompt problem in the worker → the worker's own status (4xx/502). A job nobody
 
 Without Redis, :class:`InProcessRunner` runs :func:`backend.jobs.run_segment` in the web process
 with the process-wide engine, loaded when the runner is made (at app start, not in a request).
-Both runners share one interface: ``model_version``, ``segment(request) -> dict`` and
-``queue_depths() -> dict``; :func:`make_runner` picks one from the settings.
+Both runners share one interface: ``model_version``, ``segment(request) -> dict`` (a Label
+Studio click), ``segment_frame(request) -> dict`` (a click on an image sent with the request, as
+CVAT does) and ``queue_depths() -> dict``; :func:`make_runner` picks one from the settings.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from rq.worker import Worker
 from .config import Settings
 from .errors import BackendError
 from .inference import get_engine
-from .jobs import SEGMENT_JOB, SegmentRequest, run_segment
+from .jobs import SEGMENT_FRAME_JOB, SEGMENT_JOB, FrameRequest, SegmentRequest, run_segment, run_segment_frame
 from .registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
@@ -136,6 +137,8 @@ class Runner(Protocol):
 
     def segment(self, request: SegmentRequest) -> dict: ...
 
+    def segment_frame(self, request: FrameRequest) -> dict: ...
+
     def queue_depths(self) -> dict[str, int]: ...
 
 
@@ -153,6 +156,10 @@ class InProcessRunner:
     def segment(self, request: SegmentRequest) -> dict:
         self.engine.reload_if_changed()
         return run_segment(request, self.settings)
+
+    def segment_frame(self, request: FrameRequest) -> dict:
+        self.engine.reload_if_changed()
+        return run_segment_frame(request, self.settings)
 
     def queue_depths(self) -> dict[str, int]:
         return {}
@@ -172,12 +179,19 @@ class QueueRunner:
         return self.registry.current().name
 
     def segment(self, request: SegmentRequest) -> dict:
+        return self._run(SEGMENT_JOB, request.to_payload(), f"segment task {request.task_id}")
+
+    def segment_frame(self, request: FrameRequest) -> dict:
+        return self._run(SEGMENT_FRAME_JOB, request.to_payload(), f"segment a frame of {len(request.image)} bytes")
+
+    def _run(self, func: str, payload: dict, description: str) -> dict:
+        """Enqueue one click job on ``inference`` and wait for its result (errors: module docstring)."""
         deadline = time.monotonic() + self.settings.predict_timeout
-        job = enqueue(self.settings, QUEUE_INFERENCE, SEGMENT_JOB, request.to_payload(),
+        job = enqueue(self.settings, QUEUE_INFERENCE, func, payload,
                       connection=self.connection, job_timeout=self.settings.job_timeout,
                       ttl=int(self.settings.predict_timeout) + QUEUED_TTL_MARGIN_S, result_ttl=RESULT_TTL,
-                      failure_ttl=FAILURE_TTL, description=f"segment task {request.task_id}")
-        logger.debug("job enqueued", extra={"job_id": job.id, "task_id": request.task_id})
+                      failure_ttl=FAILURE_TTL, description=description)
+        logger.debug("job enqueued", extra={"job_id": job.id, "description": description})
         try:
             return self._wait(job, deadline)
         except RedisError as exc:
