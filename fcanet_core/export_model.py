@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from .cli import run_action
 from .model import build_model
 from .train import METRICS_FILE, read_train_state
 
@@ -96,15 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--parent", default=None, help="checkpoint the run started from ('default' = bundled)")
     parser.add_argument("--where", default="unknown", help="what the run's steps ran on, e.g. '2-core CPU'")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        path = export_model(args.source, args.to, args.name, half=not args.fp32, parent=args.parent,
-                            where=args.where)
-    except (ValueError, OSError) as exc:
-        logger.error("%s", exc)
-        return 2
-    sys.stdout.write(f"{path}\n")
-    return 0
+    return run_action(lambda: export_model(args.source, args.to, args.name, half=not args.fp32, parent=args.parent,
+                                           where=args.where), logger)
 
 
 if __name__ == "__main__":

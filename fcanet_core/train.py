@@ -32,6 +32,7 @@ import yaml
 from tqdm import tqdm
 
 from .checkpoint import atomic_save
+from .cli import run_action
 from .checkpoint import load_model
 from .model import FCANet, build_model
 from .sampling import ItisMemory
@@ -367,19 +368,16 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     args = _parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
+
+    def action() -> Path:
         config = load_config(args.config)
         if args.max_steps is not None:
             config = config.replace(max_steps=args.max_steps)
         if args.time_budget is not None:
             config = config.replace(time_budget_s=args.time_budget)
-        path = train(config, args.out, device=args.device, resume=args.resume, init=args.init)
-    except ValueError as exc:
-        logger.error("%s", exc)
-        return 2
-    sys.stdout.write(f"{path}\n")
-    return 0
+        return train(config, args.out, device=args.device, resume=args.resume, init=args.init)
+
+    return run_action(action, logger, errors=(ValueError,))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from .cli import run_action
 from .datasets import Sample, load_samples
 
 logger = logging.getLogger(__name__)
@@ -93,14 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quality", type=int, default=85, help="JPEG quality (default 85)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        n = make_subset(args.sources, args.to, int(args.max_mb * 1e6), args.short_side, args.quality, args.seed)
-    except (ValueError, OSError) as exc:
-        logger.error("%s", exc)
-        return 2
-    sys.stdout.write(f"{n}\n")
-    return 0
+    return run_action(lambda: make_subset(args.sources, args.to, int(args.max_mb * 1e6), args.short_side,
+                                          args.quality, args.seed), logger)
 
 
 if __name__ == "__main__":
