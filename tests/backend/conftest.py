@@ -8,7 +8,8 @@ Session fixtures
         A real HTTP server on 127.0.0.1 that serves files the way Label Studio does: ``/data/upload/…``
         and ``/data/local-files/?d=…`` (token required), ``/tasks/<id>/presign/?fileuri=…`` (redirects
         to ``/storage/…`` on ``.other_url``, which refuses requests carrying a token), ``/public/…`` (no
-        token), ``/slow/<seconds>/<upload path>``, and ``POST /api/token/refresh/`` (PAT → access token).
+        token), ``/slow/<seconds>/<upload path>``, ``/drip/<seconds per byte>/<upload path>`` (the whole
+        file announced, then one byte at a time), and ``POST /api/token/refresh/`` (PAT → access token).
         The images at the paths of the captured requests are real GrabCut images resized to 320×240.
     ``redis_server_db`` -> str
         A Redis db claimed for this session (``backend.bench.claim_redis_db``; ``$FCANET_TEST_REDIS``
@@ -115,6 +116,18 @@ def _handler(state: LabelStudioFiles) -> type[BaseHTTPRequestHandler]:
                 return self._send(404, b"not found")
             self._send(200, path.read_bytes(), {"Content-Type": "application/octet-stream"})
 
+        def _drip(self, body: bytes, seconds_per_byte: float) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                for i in range(len(body)):
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(seconds_per_byte)
+            except (BrokenPipeError, ConnectionResetError):
+                pass                                  # the client gave up, as it should
+
         def do_GET(self) -> None:  # noqa: N802 (stdlib name)
             parts = urlsplit(self.path)
             query = parse_qs(parts.query)
@@ -123,6 +136,9 @@ def _handler(state: LabelStudioFiles) -> type[BaseHTTPRequestHandler]:
                 return self._file("upload/" + parts.path[len("/data/upload/"):])
             if parts.path.rstrip("/") == "/data/local-files":
                 return self._file("local/" + query.get("d", [""])[-1].lstrip("/"))
+            if parts.path.startswith("/drip/"):
+                seconds, _, rest = parts.path[len("/drip/"):].partition("/")
+                return self._drip((state.root / "upload" / rest).read_bytes(), float(seconds))
             if parts.path.startswith("/slow/"):
                 seconds, _, rest = parts.path[len("/slow/"):].partition("/")
                 time.sleep(float(seconds))
