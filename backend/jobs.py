@@ -6,6 +6,11 @@ bytes: the worker fetches the image itself into its LRU cache, so an image trave
 Studio to the worker once and never through Redis. The worker's own ``LABEL_STUDIO_URL`` /
 ``LABEL_STUDIO_API_KEY`` take precedence over the credentials in the payload. The web process
 without ``REDIS_URL`` calls :func:`run_segment` directly; both paths give the same result.
+
+The image size a region claims (``original_width`` × ``original_height``, the size of the mask to
+send back) is checked against ``MAX_IMAGE_PIXELS`` before anything is fetched, and never decides an
+allocation on the image: the prediction runs on the image as downloaded, with the clicks scaled to
+it, and only the 0/1 mask is resized to the claimed size when the two differ.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from fcanet_core import Click
 
 from .config import Settings
 from .errors import BackendError, BadRequest
-from .images import get_fetcher
+from .images import ImageTooLarge, get_fetcher
 from .inference import get_engine
 from .labelstudio import Credentials
 from .prompts import Box, OutputSpec, mask_to_results
@@ -71,16 +76,37 @@ class SegmentRequest:
                 model_version=payload.get("model_version"),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise BadRequest(f"malformed segment job payload: {exc!r}") from None
+            raise BadRequest(f"malformed segment job payload ({type(exc).__name__})") from None
 
 
-def fit_to_size(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """``image`` resized to the size Label Studio measured (it should already have it)."""
-    if image.shape[:2] == (height, width):
-        return image
-    logger.warning("image size differs from the size Label Studio reports; resizing",
-                   extra={"image_size": [image.shape[1], image.shape[0]], "original_size": [width, height]})
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+def check_output_size(output: OutputSpec, max_pixels: int) -> None:
+    """:class:`ImageTooLarge` when the claimed image size is over ``MAX_IMAGE_PIXELS``."""
+    if output.width * output.height > max_pixels:
+        raise ImageTooLarge(f"the regions claim a {output.width}x{output.height} image (original_width x "
+                            f"original_height), more than MAX_IMAGE_PIXELS={max_pixels}")
+
+
+def to_image_pixels(request: SegmentRequest, height: int, width: int) -> tuple[tuple[Click, ...], Box | None]:
+    """The request's clicks and box, given in the claimed size, in the pixels of the real image."""
+    sx, sy = width / request.output.width, height / request.output.height
+    if (sx, sy) == (1.0, 1.0):
+        return request.clicks, request.box
+    logger.warning("image size differs from the size Label Studio reports; scaling the clicks",
+                   extra={"image_size": [width, height], "original_size": [request.output.width,
+                                                                           request.output.height]})
+    clicks = tuple(Click(min(c.x * sx, width - 1.0), min(c.y * sy, height - 1.0), c.positive)
+                   for c in request.clicks)
+    box = request.box
+    if box is not None:
+        box = Box(box.x0 * sx, box.y0 * sy, box.x1 * sx, box.y1 * sy)
+    return clicks, box
+
+
+def fit_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The 0/1 mask at the claimed size (nearest neighbour when it differs)."""
+    if mask.shape == (height, width):
+        return mask
+    return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
 def run_segment(request: SegmentRequest, settings: Settings) -> dict:
@@ -90,13 +116,13 @@ def run_segment(request: SegmentRequest, settings: Settings) -> dict:
         BackendError: image, prompt or Label Studio problems (with an HTTP status).
     """
     started = time.perf_counter()
+    check_output_size(request.output, settings.max_image_pixels)
     engine = get_engine(settings)
     credentials = Credentials.resolve(settings, request.credentials)
     image = get_fetcher(settings).fetch(request.image, request.task_id, credentials)
-    image = fit_to_size(image, request.output.width, request.output.height)
-    mask, score = engine.segment(image, request.clicks, image_key=f"{request.task_id}:{request.image}",
-                                 box=request.box)
-    result = mask_to_results(mask, request.output, score)
+    clicks, box = to_image_pixels(request, *image.shape[:2])
+    mask, score = engine.segment(image, clicks, image_key=f"{request.task_id}:{request.image}", box=box)
+    result = mask_to_results(fit_mask(mask, request.output.width, request.output.height), request.output, score)
     version = engine.model_version
     if request.model_version and request.model_version != version:
         logger.warning("answered with another model version than announced",
