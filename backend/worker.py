@@ -40,7 +40,7 @@ from rq.job import Job
 from rq.worker import SimpleWorker
 
 from .config import Settings
-from .inference import InferenceEngine, get_engine
+from .inference import InferenceEngine, apply_torch_threads, get_engine
 from .queueing import QUEUE_BATCH, QUEUE_INFERENCE, QUEUE_NAMES, redis_connection, unavailable
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,8 @@ class ResidentWorker(SimpleWorker):
 def run_worker(settings: Settings, queues: Sequence[str], *, burst: bool = False, name: str | None = None) -> bool:
     """Serve ``queues`` until stopped (SIGINT/SIGTERM) or, with ``burst``, until they are empty.
 
-    The model is loaded before the first job when an inference or batch queue is served.
+    The model is loaded before the first job when an inference or batch queue is served;
+    ``TORCH_THREADS`` caps the threads of everything the worker runs (fine-tuning included).
 
     Returns:
         Whether any job was run.
@@ -119,6 +120,7 @@ def run_worker(settings: Settings, queues: Sequence[str], *, burst: bool = False
         connection.ping()
     except RedisError as exc:
         raise unavailable(settings, exc) from None
+    apply_torch_threads(settings)
     engine = get_engine(settings) if set(queues) & set(MODEL_QUEUES) else None
     worker = ResidentWorker(list(queues), settings=settings, engine=engine, connection=connection, name=name)
     logger.info("worker starting", extra={"worker": worker.name, "queues": list(queues),

@@ -23,6 +23,8 @@ Function fixtures
     ``start_worker(env=None, queues="inference") -> ManagedProcess``: a real ``python -m backend worker``
         subprocess with ``backend_env`` (+ ``env``), registered in Redis; stopped after the test.
     ``capture(name) -> dict``: a request body captured from a real Label Studio.
+    ``serve_http(app) -> str``: the Flask ``app`` served over real HTTP on 127.0.0.1 (werkzeug,
+        one thread per request); returns its base URL; stopped after the test.
     ``pat`` -> str: a new personal access token that ``ls_files`` exchanges; ``jwt_token(claims) -> str``.
 """
 from __future__ import annotations
@@ -42,7 +44,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import redis
 import torch
+from flask import Flask
 from PIL import Image
+from werkzeug.serving import make_server
 
 import fcanet_core
 from backend.bench import REDIS_OWNER_KEY, ManagedProcess, claim_redis_db, release_redis_db, worker_process
@@ -302,6 +306,22 @@ def start_worker(backend_env: dict[str, str], redis_url: str,
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def serve_http() -> Iterator[Callable[[Flask], str]]:
+    """``serve_http(app) -> url``: the app behind a real threaded HTTP server on loopback."""
+    servers = []
+
+    def serve(app: Flask) -> str:
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
 
 
 @pytest.fixture
