@@ -262,3 +262,28 @@ def test_setup_cannot_send_the_environment_token_elsewhere(make_settings, serve_
     assert response.status_code == 502, response.text               # the file server wants a token
     sent = ls_files.requests[before:]
     assert sent and all(auth is None for _, _, auth in sent), "the environment's token went to /setup's host"
+
+
+def test_bodies_over_max_request_bytes_are_413(make_settings, serve_http):
+    url = serve_http(create_app(make_settings(MAX_REQUEST_BYTES="1000")))
+    response = requests.post(url + "/predict", data=b"{" + b" " * 2000 + b"}",
+                             headers={"Content-Type": "application/json"}, timeout=10)
+    assert response.status_code == 413 and response.json()["status"] == 413
+
+
+@pytest.mark.parametrize("mutate, detail", [
+    (lambda p: p["annotation"]["result"][0].update(value="rle"), "value must be an object"),
+    (lambda p: p.update(project=[1]), "project"),
+])
+def test_hostile_webhooks_are_400_not_500(http_url, capture, mutate, detail):
+    payload = capture("webhook_annotation_created")
+    mutate(payload)
+    response = requests.post(http_url + "/webhook", json=payload, timeout=30)
+    assert response.status_code == 400 and detail in response.json()["detail"], response.text
+
+
+def test_a_webhook_whose_label_config_is_not_text_is_still_collected(http_url, capture):
+    payload = capture("webhook_annotation_created")
+    payload["project"]["label_config"] = 5              # ignored: the task's only data field is the image
+    response = requests.post(http_url + "/webhook", json=payload, timeout=30)
+    assert response.status_code == 201 and response.json()["result"]["status"] == "queued", response.text
