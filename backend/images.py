@@ -20,6 +20,9 @@ are refused before decoding. EXIF orientation is applied (browsers apply it too,
 coordinates match); grey, palette, RGBA, CMYK and 16-bit images become RGB uint8. Decoded images
 are kept in an LRU cache bounded in images (``IMAGE_CACHE_SIZE``) and bytes (``IMAGE_CACHE_BYTES``),
 keyed by their resolved location, so a second click on the same image does not download it again.
+Concurrent requests for one image share one download, and a download that timed out is answered
+with that timeout for ``IMAGE_DOWNLOAD_TIMEOUT`` seconds instead of being tried again at once (so
+clicks queued behind a stuck source fail fast instead of each waiting the full time).
 Every failure is an :class:`ImageError` whose message names only what the request named.
 """
 from __future__ import annotations
@@ -29,6 +32,7 @@ import io
 import logging
 import os
 import posixpath
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -45,10 +49,13 @@ from .errors import BackendError
 from .hosts import host_allowed
 from .labelstudio import Credentials, LabelStudioClient, describe_connection_error
 from .lru import LRUCache
+from .singleflight import SingleFlight
 
 logger = logging.getLogger(__name__)
 
 CLOUD_SCHEMES = ("s3", "gs", "azure-blob")
+#: Image locations whose download timed out, remembered per process.
+RECENT_TIMEOUTS = 256
 LOCAL_FILES_PATH = "/data/local-files"
 MAX_REDIRECTS = 5
 _CHUNK = 1 << 16
@@ -160,6 +167,8 @@ class ImageFetcher:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.cache: LRUCache[np.ndarray] = LRUCache(settings.image_cache_size, settings.image_cache_bytes)
+        self._loads: SingleFlight[np.ndarray] = SingleFlight()
+        self._timeouts: LRUCache[tuple[str, float]] = LRUCache(RECENT_TIMEOUTS, size=lambda _: 0)
         self._session = requests.Session()
 
     def fetch(self, url: str, task_id: int | None = None, credentials: Credentials | None = None) -> np.ndarray:
@@ -179,7 +188,17 @@ class ImageFetcher:
         if image is not None:
             logger.debug("image cache hit", extra={"image": url})
             return image
-        data = self._read_file(source.path, source.shown) if source.path else self._download(source.url, client)
+        return self._loads.run(key, lambda: self._load(key, source, client, url))
+
+    def _load(self, key: object, source: ImageSource, client: LabelStudioClient, url: str) -> np.ndarray:
+        recent = self._timeouts.get(key)
+        if recent is not None and recent[1] > time.monotonic():
+            raise ImageTimeout(recent[0])
+        try:
+            data = self._read_file(source.path, source.shown) if source.path else self._download(source.url, client)
+        except ImageTimeout as exc:
+            self._timeouts.put(key, (exc.detail, time.monotonic() + self.settings.download_timeout))
+            raise
         image = decode_image(data, self.settings.max_image_pixels)
         self.cache.put(key, image)
         logger.info("image loaded", extra={"image": url, "width": image.shape[1], "height": image.shape[0],

@@ -109,6 +109,13 @@ def fit_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
+def fetch_image(request: SegmentRequest, settings: Settings) -> np.ndarray:
+    """The request's image through the process's fetcher (its cache), with the Label Studio
+    credentials the settings and the request give."""
+    credentials = Credentials.resolve(settings, request.credentials)
+    return get_fetcher(settings).fetch(request.image, request.task_id, credentials)
+
+
 def run_segment(request: SegmentRequest, settings: Settings) -> dict:
     """Fetch the image, predict, encode: ``{"result": [...], "score", "model_version"}``.
 
@@ -118,8 +125,7 @@ def run_segment(request: SegmentRequest, settings: Settings) -> dict:
     started = time.perf_counter()
     check_output_size(request.output, settings.max_image_pixels)
     engine = get_engine(settings)
-    credentials = Credentials.resolve(settings, request.credentials)
-    image = get_fetcher(settings).fetch(request.image, request.task_id, credentials)
+    image = fetch_image(request, settings)
     clicks, box = to_image_pixels(request, *image.shape[:2])
     mask, score = engine.segment(image, clicks, image_key=f"{request.task_id}:{request.image}", box=box)
     result = mask_to_results(fit_mask(mask, request.output.width, request.output.height), request.output, score)

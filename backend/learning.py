@@ -585,7 +585,7 @@ class _FineTune:
         new = len(new_examples(examples, state))
         if reason == "examples" and new < self.settings.train_every_n_examples:
             return self._skip(f"{new} new example(s), fewer than TRAIN_EVERY_N_EXAMPLES", len(examples), new)
-        if new == 0 and state.get("last_run") is not None:
+        if examples and new == 0:
             return self._skip("no new examples since the last fine-tuning", len(examples), new)
         if len(examples) < self.cfg.min_examples:
             return self._skip(f"{len(examples)} example(s), fewer than MIN_TRAIN_EXAMPLES={self.cfg.min_examples}",
