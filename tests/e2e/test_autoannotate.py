@@ -153,6 +153,7 @@ def test_an_empty_answer_never_counts_as_done(make_project: Callable, backend, l
     assert all(ls_api.predictions(project.tasks[name]) == [] for name in names)
     stale = project.tasks[names[1]]                 # an empty prediction of this version, stored earlier
     ls_api.request("POST", "/api/predictions", json={"task": stale, "result": [], "model_version": version})
+    ls_api.request("DELETE", f"/api/ml/{project.ml_id}")   # as in the test above: no live predictions meanwhile
     for name in names:
         height, width = grabcut[name].gt.shape
         annotate_with_keypoint(ls_api, project.tasks[name], first_click(grabcut[name]), width, height)
