@@ -117,3 +117,11 @@ def test_a_click_behind_a_busy_worker_says_the_worker_is_busy(make_settings, red
     assert waiting.status_code == 504
     assert "were busy with earlier jobs" in waiting.json["detail"] and "no worker" not in waiting.json["detail"]
     assert stuck[0].status_code == 504
+
+
+def test_an_in_process_click_ends_at_predict_timeout(make_settings, capture):
+    client = create_app(make_settings(PREDICT_TIMEOUT="1", IMAGE_DOWNLOAD_TIMEOUT="10")).test_client()
+    started = time.monotonic()
+    response = client.post("/predict", json=with_image(capture("predict_interactive_pos"), f"{DRIP}?n=slow"))
+    assert response.status_code == 504 and "PREDICT_TIMEOUT=1s" in response.json["detail"]
+    assert time.monotonic() - started < 3
