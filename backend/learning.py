@@ -10,7 +10,9 @@
 * A fine-tuning request (:func:`request_training`) comes from Start Training, from every
   ``TRAIN_EVERY_N_EXAMPLES`` new examples, from the schedule (:mod:`backend.cron`) or from
   ``python -m backend fine-tune``. Requests coalesce: while a project's job waits in the queue, a
-  new request returns that job (a per-project *pending* key, set together with the enqueue).
+  new request returns that job (a per-project *pending* key, set together with the enqueue). A
+  run that finds no example added or changed since the project's last completed run (whatever its
+  reason: a Start Training right after an automatic trigger) is skipped instead of training again.
 * :func:`fine_tune` holds the project's training lock (a Redis key with a TTL that a heartbeat
   thread extends, so a killed worker frees it within ``TRAIN_LOCK_TTL``; a file lock without
   Redis), splits the examples deterministically into training and held-out sets, measures
@@ -583,7 +585,7 @@ class _FineTune:
         new = len(new_examples(examples, state))
         if reason == "examples" and new < self.settings.train_every_n_examples:
             return self._skip(f"{new} new example(s), fewer than TRAIN_EVERY_N_EXAMPLES", len(examples), new)
-        if reason == "schedule" and new == 0:
+        if examples and new == 0:
             return self._skip("no new examples since the last fine-tuning", len(examples), new)
         if len(examples) < self.cfg.min_examples:
             return self._skip(f"{len(examples)} example(s), fewer than MIN_TRAIN_EXAMPLES={self.cfg.min_examples}",
