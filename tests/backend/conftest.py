@@ -11,7 +11,7 @@ Session fixtures
         token), ``/slow/<seconds>/<upload path>``, and ``POST /api/token/refresh/`` (PAT → access token).
         The images at the paths of the captured requests are real GrabCut images resized to 320×240.
     ``redis_server_db`` -> str
-        A Redis db claimed for this session (``backend.bench.claim_redis_db``; ``$FCANET_TEST_REDIS``
+        A Redis db claimed for this session (``backend.bench.harness.claim_redis_db``; ``$FCANET_TEST_REDIS``
         names the server, default ``redis://127.0.0.1:6379``).
 
 Function fixtures
@@ -44,7 +44,8 @@ import torch
 from PIL import Image
 
 import fcanet_core
-from backend.bench import REDIS_OWNER_KEY, ManagedProcess, claim_redis_db, release_redis_db, worker_process
+from backend.bench.harness import (REDIS_OWNER_KEY, ManagedProcess, claim_redis_db, release_redis_db,
+                                   worker_process)
 from backend.config import Settings
 
 LEGACY_TOKEN = "0123456789abcdef0123456789abcdef01234567"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from backend.app import create_app
-from backend.bench import brush_mask
+from backend.bench.annotator import brush_mask
 
 UPLOAD = "/data/upload/1/a6b80a50-disc.png"
 POLYGON_CONFIG = """<View><Image name="image" value="$image"/>

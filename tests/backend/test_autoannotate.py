@@ -16,7 +16,7 @@ from rq import Queue
 from backend.autoannotate import (DONE, FAILED, SKIPPED, BatchSummary, TaskFilter, TaskJob, TaskOutcome,
                                   center_prompt, claim_key, execute_batch, has_version, predict_task,
                                   prompts_from_task, task_claim)
-from backend.bench import brush_mask
+from backend.bench.annotator import brush_mask
 from backend.errors import BackendError
 from backend.images import get_fetcher
 from backend.inference import get_engine

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from backend import cli
-from backend.bench import REPO_ROOT, ManagedProcess, free_port
+from backend.bench.harness import REPO_ROOT, ManagedProcess, free_port
 from backend.logs import JsonFormatter
 
 

@@ -11,7 +11,7 @@ import redis
 from rq import Queue
 
 from backend import cron, learning
-from backend.bench import ManagedProcess
+from backend.bench.harness import ManagedProcess
 from backend.examples import AnnotationRecord, ExampleStore, Instance
 from backend.registry import write_json_atomic
 

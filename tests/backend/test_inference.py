@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 import fcanet_core
-from backend.bench import brush_mask
+from backend.bench.annotator import brush_mask
 from backend.errors import BadRequest
 from backend.inference import InferenceEngine, get_engine, resolve_device
 from backend.jobs import SegmentRequest, run_segment

@@ -17,7 +17,8 @@ from rq.job import Job
 
 import fcanet_core
 from backend.app import create_app
-from backend.bench import brush_mask, free_port
+from backend.bench.annotator import brush_mask
+from backend.bench.harness import free_port
 from backend.registry import ModelRegistry
 
 UPLOAD = "/data/upload/1/a6b80a50-disc.png"
