@@ -30,9 +30,7 @@ when the model class calls :func:`predict_task` with its runner's ``segment``.
 """
 from __future__ import annotations
 
-import argparse
 import functools
-import json
 import logging
 import re
 import time
@@ -40,7 +38,6 @@ import uuid
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from redis import Redis
@@ -487,42 +484,3 @@ def _job_outcome(job: Job | None, task_id: int, connection: Redis) -> TaskOutcom
             not connection.exists(Worker.redis_worker_namespace_prefix + job.worker_name):
         return TaskOutcome(task_id, FAILED, f"worker {job.worker_name} died while running the job")
     return None
-
-
-# ------------------------------------------------------------------------------ command line
-def _cmd_auto_annotate(args: argparse.Namespace) -> int:
-    summary = run_batch(Settings.from_env(), args.project, only_missing=args.only_missing,
-                        task_filter=TaskFilter.parse(args.filter), center_click=args.center_click,
-                        wait=args.wait, job_timeout=args.job_timeout)
-    report = summary.to_dict()
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"project {report['project']} (model {report['model_version']}, {report['mode']}, "
-          f"{report['workers']} worker(s)): {report['done']} done, {report['skipped']} skipped, "
-          f"{report['failed']} failed, {report['pending']} pending, {report['filtered_out']} filtered out "
-          f"in {report['wall_s']:.1f} s ({report['tasks_per_minute']} tasks/min)")
-    for reason, n in report["skip_reasons"].items():
-        print(f"  skipped {n}: {reason}")
-    for failure in report["failures"]:
-        print(f"  failed task {failure['task_id']}: {failure['reason']}")
-    return 1 if report["failed"] or (args.wait and report["pending"]) else 0
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``auto-annotate`` to ``python -m backend``."""
-    parser = subparsers.add_parser("auto-annotate", help="predict masks for a whole project from its prompts",
-                                   description=__doc__.split("\n\n")[0])
-    parser.add_argument("--project", type=int, required=True, help="Label Studio project id")
-    parser.add_argument("--only-missing", action=argparse.BooleanOptionalAction, default=True,
-                        help="skip tasks that have a prediction of the current model version (default on); "
-                             "--no-only-missing predicts them again and replaces it")
-    parser.add_argument("--filter", action="append", default=[], metavar="EXPR",
-                        help="id=1,5,10-20 | annotated=yes|no | FIELD~REGEX (repeatable; all must hold)")
-    parser.add_argument("--center-click", action="store_true",
-                        help="tasks without prompts get one positive click at the image centre")
-    parser.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
-                        help="with REDIS_URL: wait for the jobs and report (default on), or only enqueue")
-    parser.add_argument("--job-timeout", type=int, default=JOB_TIMEOUT,
-                        help=f"seconds one task's job may run (default {JOB_TIMEOUT})")
-    parser.add_argument("--json", help="write the summary (counts, failures, tasks per minute) here")
-    parser.set_defaults(func=_cmd_auto_annotate)

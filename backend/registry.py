@@ -13,7 +13,6 @@ version is the bundled default model (or the ``FCANET_CHECKPOINT`` given).
 """
 from __future__ import annotations
 
-import argparse
 import fcntl
 import json
 import logging
@@ -223,40 +222,3 @@ class ModelRegistry:
             write_json_atomic(self.pointer_path, pointer)
         logger.info("rolled back to model version %s", name)
         return version
-
-
-# --------------------------------------------------------------------- command line
-def _registry_from_env() -> ModelRegistry:
-    from .config import Settings
-
-    settings = Settings.from_env()
-    return ModelRegistry(settings.model_dir, settings.fcanet_checkpoint)
-
-
-def _cmd_list(args: argparse.Namespace) -> int:
-    registry = _registry_from_env()
-    current = registry.current().name
-    rows = [{**asdict(v), "current": v.name == current} for v in registry.list()]
-    print(json.dumps(rows, indent=1))
-    return 0
-
-
-def _cmd_promote(args: argparse.Namespace) -> int:
-    print(json.dumps({"current": _registry_from_env().promote(args.name).name}))
-    return 0
-
-
-def _cmd_rollback(args: argparse.Namespace) -> int:
-    print(json.dumps({"current": _registry_from_env().rollback().name}))
-    return 0
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``versions list|promote NAME|rollback`` to ``python -m backend``."""
-    versions = subparsers.add_parser("versions", help="list, promote or roll back model versions")
-    actions = versions.add_subparsers(dest="versions_action", required=True)
-    actions.add_parser("list", help="every version as JSON, the current one marked").set_defaults(func=_cmd_list)
-    promote = actions.add_parser("promote", help="make a stored version current")
-    promote.add_argument("name")
-    promote.set_defaults(func=_cmd_promote)
-    actions.add_parser("rollback", help="return to the previously current version").set_defaults(func=_cmd_rollback)

@@ -119,7 +119,7 @@ def run(data: Path, annotations: int, eval_images: int, checkpoint: str, seed: i
         raise RuntimeError("the fine-tuning produced no result; see the log above")
     registry = ModelRegistry(settings.model_dir, settings.fcanet_checkpoint)
     meta = registry.metadata(summary["version"])
-    cfg = learning.LearningConfig.from_env()
+    cfg = settings.learning
     logger.info("fine-tuning %s in %.0f s: %s", summary["status"], fine_tune_wall, summary["version"])
 
     device = resolve_device(settings.device)
@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for flag, var in RECIPE_FLAGS.items():
         value: Any = getattr(args, flag)
         if value is not None:
-            os.environ[var] = str(value)  # read by the fine-tuning process (LearningConfig.from_env)
+            os.environ[var] = str(value)  # read into Settings.learning
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="fcanet-learning-bench-"))
     try:
         report = run(args.data, args.annotations, args.eval, args.checkpoint, args.seed, work_dir)

@@ -26,7 +26,7 @@ from rq.job import Job, JobStatus
 from backend import learning
 from backend.app import create_app
 from backend.examples import AnnotationRecord, ExampleStore, Instance
-from backend.learning import LearningConfig, not_worse, split_examples
+from backend.learning import not_worse, split_examples
 from backend.registry import ModelRegistry
 from fcanet_core import load_model
 from fcanet_core.datasets import load_samples
@@ -124,18 +124,6 @@ def test_promotion_rule_needs_both_nocs_not_worse() -> None:
     assert not_worse({"noc85": 3.0, "noc90": 5.0}, {"noc85": 2.0, "noc90": 4.5})
     assert not not_worse({"noc85": 3.0, "noc90": 5.0}, {"noc85": 2.0, "noc90": 5.1})
     assert not not_worse({"noc85": 3.0, "noc90": 5.0}, {"noc85": 3.5, "noc90": 4.0})
-
-
-def test_learning_config_reads_and_checks_the_environment() -> None:
-    cfg = LearningConfig.from_env({"FINETUNE_STEPS": "7", "FINETUNE_LR": "0.01", "TRAIN_SCHEDULE": "0 4 * * *",
-                                   "FINETUNE_ROBOT_ROUNDS": "2"})
-    assert (cfg.steps, cfg.lr, cfg.schedule, cfg.batch_size, cfg.robot_rounds) == (7, 0.01, "0 4 * * *", 8, 2)
-    with pytest.raises(ValueError, match="FINETUNE_ROBOT_ROUNDS"):
-        LearningConfig.from_env({"FINETUNE_ROBOT_ROUNDS": "-1"})
-    with pytest.raises(ValueError, match="FINETUNE_STEPS"):
-        LearningConfig.from_env({"FINETUNE_STEPS": "many"})
-    with pytest.raises(ValueError, match="HOLDOUT_FRACTION"):
-        LearningConfig.from_env({"HOLDOUT_FRACTION": "1.5"})
 
 
 # --------------------------------------------------------------------------- webhooks
@@ -301,10 +289,8 @@ def test_without_redis_the_web_process_collects_and_trains_in_the_background(
 
 
 def test_time_budget_ends_the_run_early_and_still_yields_a_candidate(
-        make_settings, env, horses, tiny_checkpoint, monkeypatch) -> None:
-    monkeypatch.setenv("FINETUNE_STEPS", "100000")
-    monkeypatch.setenv("FINETUNE_TIME_BUDGET", "0.01")
-    settings = make_settings(**env, REDIS_URL=None)
+        make_settings, env, horses, tiny_checkpoint) -> None:
+    settings = make_settings(**{**env, "FINETUNE_STEPS": "100000", "FINETUNE_TIME_BUDGET": "0.01"}, REDIS_URL=None)
     put_examples(Path(env["MODEL_DIR"]), horses[:3], [1, 2, 3])
     summary = learning.fine_tune(PROJECT, "manual", settings)
     meta = ModelRegistry(env["MODEL_DIR"], str(tiny_checkpoint)).metadata(summary["version"])
