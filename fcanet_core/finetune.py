@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import resolve_checkpoint
-from .model import build_model
-from .model import FCANet
+from .model import FCANet, build_model
 from .train import TrainConfig, read_train_state, run_progress, train
 
 
