@@ -34,7 +34,6 @@ import functools
 import logging
 import re
 import time
-import uuid
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -55,8 +54,9 @@ from .images import get_fetcher
 from .inference import get_engine
 from .jobs import SegmentRequest, run_segment, worker_settings
 from .labelstudio import Credentials, LabelStudioClient
+from .locks import OwnerLock
 from .prompts import KEYPOINT_TYPES, RECTANGLE_TYPES, LabelConfig, Prompt, PromptError, parse_prompt
-from .queueing import QUEUE_BATCH, delete_if_value, enqueue, redis_connection, unavailable
+from .queueing import QUEUE_BATCH, enqueue, redis_connection, unavailable
 from .registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
@@ -253,13 +253,13 @@ def task_claim(connection: Redis, key: str, ttl: int) -> Iterator[bool]:
     The claim is released on exit (only if it is still ours: it may have expired and been taken);
     a worker killed mid-task leaves it to expire with the TTL.
     """
-    token = uuid.uuid4().hex
-    claimed = bool(connection.set(key, token, nx=True, ex=max(1, ttl)))
+    claim = OwnerLock(connection, key, ttl)
+    claimed = claim.try_acquire()
     try:
         yield claimed
     finally:
         if claimed:
-            delete_if_value(connection, key, token)
+            claim.release()
 
 
 # ----------------------------------------------------------------------------- task selection

@@ -18,7 +18,6 @@ cheap and runs in the web request; decoding masks (:func:`decode_regions`) and w
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -40,6 +39,7 @@ from PIL import Image
 from fcanet_core import Click
 from fcanet_core.datasets import Sample, decode_with_ignore
 
+from .locks import FileLock
 from .prompts import PromptError, is_positive
 
 logger = logging.getLogger(__name__)
@@ -301,13 +301,8 @@ class ExampleStore:
     @contextmanager
     def _locked(self, project: str) -> Iterator[Path]:
         folder = self.project_dir(project)
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield folder
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with FileLock(folder / ".lock"):
+            yield folder
 
     def _entry(self, folder: Path) -> dict | None:
         try:

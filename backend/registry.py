@@ -13,7 +13,6 @@ version is the bundled default model (or the ``FCANET_CHECKPOINT`` given).
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -21,13 +20,14 @@ import re
 import secrets
 import shutil
 import tempfile
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from fcanet_core.atomic import atomic_write, fsync_dir
+
+from .locks import FileLock
 
 logger = logging.getLogger(__name__)
 
@@ -142,16 +142,6 @@ class ModelRegistry:
         return [self.default, *sorted(stored, key=lambda v: (v.created, v.name))]
 
     # ----------------------------------------------------------------- writing
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.model_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.model_dir / ".registry.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
     def new_name(self, arch: str, project: str | int | None = None) -> str:
         """A fresh version name like ``fcanet-lite0-p3-20261124T091658Z-1a2b``."""
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -198,7 +188,7 @@ class ModelRegistry:
         measured against a version that was replaced meanwhile is not promoted over the new one).
         """
         version = self.get(name)
-        with self._locked():
+        with FileLock(self.model_dir / ".registry.lock"):
             pointer = self._pointer()
             previous = pointer["current"] or self.default.name
             if expected_current is not None and previous != expected_current:
@@ -212,7 +202,7 @@ class ModelRegistry:
 
     def rollback(self) -> ModelVersion:
         """Return to the version that was current before the last promotion."""
-        with self._locked():
+        with FileLock(self.model_dir / ".registry.lock"):
             pointer = self._pointer()
             if not pointer["history"]:
                 raise RegistryError("nothing to roll back to: no earlier version was current")

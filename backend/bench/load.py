@@ -63,8 +63,19 @@ from fcanet_core.datasets import Sample, load_samples
 from fcanet_core.robot import iou
 
 from .annotator import LABEL_CONFIG, keypoint_region, result_mask, robot_click
-from .harness import (DEFAULT_REDIS_URL, SHARED, ImageServer, ManagedProcess, claim_redis_db, free_port,
-                      machine_info, percentiles_ms, release_redis_db, web_process, worker_process)
+from .harness import (
+    DEFAULT_REDIS_URL,
+    SHARED,
+    ImageServer,
+    ManagedProcess,
+    claim_redis_db,
+    free_port,
+    machine_info,
+    percentiles_ms,
+    release_redis_db,
+    web_process,
+    worker_process,
+)
 
 logger = logging.getLogger(__name__)
 
