@@ -8,6 +8,7 @@ over HTTP on loopback.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import platform
@@ -236,3 +237,27 @@ def machine_info() -> dict:
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform()}
+
+
+def run_report(produce: Callable[[], dict], json_path: Path | None,
+               failed: Callable[[dict], bool] = lambda _: False) -> int:
+    """Run a benchmark and print its JSON report (also written to ``json_path``).
+
+    Returns:
+        The exit status: 0, 1 when it raised ``RuntimeError`` or ``failed(report)``, 2 on bad input
+        (``ValueError``, ``FileNotFoundError``).
+    """
+    try:
+        report = produce()
+    except (ValueError, FileNotFoundError) as exc:
+        logger.error("%s", exc)
+        return 2
+    except RuntimeError as exc:
+        logger.error("%s", exc)
+        return 1
+    text = json.dumps(report, indent=2)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(text + "\n")
+    sys.stdout.write(text + "\n")
+    return 1 if failed(report) else 0

@@ -32,7 +32,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,7 +41,7 @@ import numpy as np
 from label_studio_sdk.converter.brush import mask2rle
 
 from ..config import Settings
-from .harness import SHARED, ImageServer, machine_info, percentiles_ms
+from .harness import SHARED, ImageServer, machine_info, percentiles_ms, run_report
 
 logger = logging.getLogger(__name__)
 
@@ -179,17 +178,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value is not None:
             os.environ[var] = str(value)  # read into Settings.learning
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="fcanet-learning-bench-"))
-    try:
-        report = run(args.data, args.annotations, args.eval, args.checkpoint, args.seed, work_dir)
-    except (ValueError, FileNotFoundError) as exc:
-        logger.error("%s", exc)
-        return 2
-    except RuntimeError as exc:
-        logger.error("%s", exc)
-        return 1
-    text = json.dumps(report, indent=2)
-    sys.stdout.write(text + "\n")
-    if args.json:
-        args.json.write_text(text + "\n")
-    return 0
-
+    return run_report(lambda: run(args.data, args.annotations, args.eval, args.checkpoint, args.seed, work_dir),
+                      args.json)

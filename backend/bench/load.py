@@ -43,10 +43,8 @@ The process, Redis-db and robot-annotator helpers live in :mod:`backend.bench.ha
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -63,19 +61,8 @@ from fcanet_core.datasets import Sample, load_samples
 from fcanet_core.robot import iou
 
 from .annotator import LABEL_CONFIG, keypoint_region, result_mask, robot_click
-from .harness import (
-    DEFAULT_REDIS_URL,
-    SHARED,
-    ImageServer,
-    ManagedProcess,
-    claim_redis_db,
-    free_port,
-    machine_info,
-    percentiles_ms,
-    release_redis_db,
-    web_process,
-    worker_process,
-)
+from .harness import (DEFAULT_REDIS_URL, SHARED, ImageServer, ManagedProcess, claim_redis_db, free_port,
+                      machine_info, percentiles_ms, release_redis_db, run_report, web_process, worker_process)
 
 logger = logging.getLogger(__name__)
 
@@ -342,19 +329,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the bench; prints the JSON report. Exit 0 on success, 1 on errors, 2 on bad input."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        report = run_bench(args.annotators, args.clicks, args.images, args.redis_url, args.url,
-                           args.limit_images, args.log_dir, args.torch_threads)
-    except ValueError as exc:
-        logger.error("%s", exc)
-        return 2
-    except RuntimeError as exc:
-        logger.error("%s", exc)
-        return 1
-    text = json.dumps(report, indent=2)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
-    sys.stdout.write(text + "\n")
-    return 1 if report["errors"] else 0
-
+    return run_report(lambda: run_bench(args.annotators, args.clicks, args.images, args.redis_url, args.url,
+                                        args.limit_images, args.log_dir, args.torch_threads),
+                      args.json, failed=lambda report: bool(report["errors"]))
