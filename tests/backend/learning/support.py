@@ -1,0 +1,63 @@
+"""Helpers of the learning tests: webhook bodies for horse images, stored examples, finished jobs."""
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import redis
+from label_studio_sdk.converter.brush import mask2rle
+from PIL import Image
+from rq.job import Job, JobStatus
+
+from backend.examples import AnnotationRecord, ExampleStore, Instance
+
+PROJECT = "9"
+#: A recipe that trains in seconds; one robot click per held-out example makes the promotion gate
+#: always pass (NoC is 1 for every model), so tests that need a promotion get one.
+FAST = {"FINETUNE_STEPS": "2", "FINETUNE_BATCH_SIZE": "2", "FINETUNE_CROP": "48", "EVAL_MAX_CLICKS": "1",
+        "MIN_TRAIN_EXAMPLES": "2", "TRAIN_LOCK_TTL": "2", "TRAIN_JOB_TIMEOUT": "300", "TRAIN_EVERY_N_EXAMPLES": "50"}
+
+
+def annotation_payload(capture: Callable, ls_files, pair: tuple[np.ndarray, np.ndarray], annotation_id: int,
+                       action: str = "ANNOTATION_CREATED", updated_at: str = "2026-11-24T09:16:58Z") -> dict:
+    """A webhook body like the captured one, for a horse image served by ``ls_files``."""
+    image, mask = pair
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    relative = ls_files.add(f"upload/{PROJECT}/horse-{annotation_id}.png", buffer.getvalue())
+    payload = capture("webhook_annotation_created")
+    payload["action"] = action
+    payload["project"]["id"] = int(PROJECT)
+    payload["task"].update(id=100 + annotation_id, data={"image": "/data/" + relative})
+    annotation = payload["annotation"]
+    annotation.update(id=annotation_id, task=100 + annotation_id, project=int(PROJECT), updated_at=updated_at)
+    region = annotation["result"][0]
+    region.update(original_width=mask.shape[1], original_height=mask.shape[0])
+    region["value"]["rle"] = mask2rle(mask * 255)
+    return payload
+
+
+def post(client, payload: dict) -> dict:
+    reply = client.post("/webhook", json=payload)
+    assert reply.status_code == 201, reply.get_json()
+    return reply.get_json()["result"]
+
+
+def wait_job(connection: redis.Redis, job_id: str, timeout: float = 240) -> Job:
+    """The job once finished (or failed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = Job.fetch(job_id, connection=connection)
+        if job.get_status() in (JobStatus.FINISHED, JobStatus.FAILED):
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} still {job.get_status()} after {timeout}s")
+
+
+def put_examples(model_dir: Path, pairs, ids) -> None:
+    store = ExampleStore(model_dir / "examples")
+    for (image, mask), ann in zip(pairs, ids):
+        store.put(AnnotationRecord(PROJECT, ann, ann, f"/x/{ann}.png", "t", ()), image, [Instance("r", "Object", mask)])
