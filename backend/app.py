@@ -1,14 +1,22 @@
 """The Flask app speaking Label Studio's ML backend protocol.
 
 Routes: ``GET /health`` (and ``GET /``), ``POST /setup``, ``POST /predict``, ``POST /webhook``,
-``GET /metrics``. ``/health`` and ``/setup`` only read the model registry's pointer, so they answer
-within Label Studio's 1 s / 3 s limits; with ``REDIS_URL`` set no request loads a model or trains
-in this process (without it the model is loaded once, when the app is created).
+``GET /metrics``. ``/health`` and ``/setup`` only read the model registry's pointer (and, with
+Redis, the queues' state), so they answer within Label Studio's 1 s / 3 s limits; with
+``REDIS_URL`` set no request loads a model or trains in this process (without it the model is
+loaded once, when the app is created). ``/health`` answers 503 ``DOWN`` while Redis is down and
+lists queues no worker serves.
 
-Errors are JSON ``{"status": <code>, "detail": "<what went wrong>"}``: malformed JSON or missing
-fields 400, bad credentials 401, image problems 4xx (403 host/path not allowed, 404, 413 too
-large, 422 undecodable), Label Studio or an image host unreachable 502, queue unavailable or the
-worker lost 503, timeouts 504, anything unexpected 500 (logged with its traceback).
+Errors are JSON ``{"status": <code>, "detail": "<what went wrong>"}``: malformed JSON, fields of the
+wrong type or missing 400, bad credentials 401, image problems 4xx (403 host/path not allowed, 404,
+413 too large, 422 undecodable), Label Studio or an image host unreachable 502, queue unavailable
+or the worker lost 503, timeouts 504 (the image download or the click), anything unexpected 500
+(logged with its traceback; the answer names only the request id).
+
+``/setup`` stores the hostname and token Label Studio sends per project. With ``LABEL_STUDIO_URL``
+set the hostname is not used; without it, a hostname whose host is not in ``ALLOWED_HOSTS`` is
+refused (403), and ``LABEL_STUDIO_API_KEY`` is never sent to it. A webhook that cannot be queued
+because Redis is down is written to the spool (:mod:`backend.spool`) and answered 202.
 
 With ``BASIC_AUTH_USER`` and ``BASIC_AUTH_PASS`` set, every route requires HTTP basic auth with
 those credentials (set the same on the Label Studio model connection).
@@ -20,16 +28,21 @@ import logging
 import threading
 import time
 import uuid
+from pathlib import Path
 
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .config import Settings
 from .errors import BackendError, BadRequest
+from .hosts import host_allowed
 from .labelstudio import Credentials
+from .learning import handle_event
 from .metrics import Metrics
 from .model import FCANetBackend
-from .queueing import make_runner
+from .queueing import QueueUnavailable, make_runner
+from .spool import SpoolDrainer, WebhookSpool
+from .validation import json_object, predict_request, setup_request
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +68,15 @@ class SetupCredentials:
 
 
 def _json_body() -> dict:
-    body = request.get_json(force=True, silent=True)
-    if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object")
-    return body
+    return json_object(request.get_data(cache=False))
+
+
+def _check_setup_host(settings: Settings, hostname: str | None) -> None:
+    """Without ``LABEL_STUDIO_URL``, a hostname from ``/setup`` must be in ``ALLOWED_HOSTS`` (403)."""
+    if hostname and not settings.label_studio_url and not host_allowed(hostname, settings.allowed_hosts):
+        raise BackendError(f"the Label Studio hostname {hostname!r} sent to /setup is not allowed: set "
+                           "LABEL_STUDIO_URL to the Label Studio this backend serves, or list its host in "
+                           "ALLOWED_HOSTS", status=403)
 
 
 def _error_response(status: int, detail: str) -> Response:
@@ -76,8 +94,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     runner = make_runner(settings)
     metrics = Metrics(runner)
     setups = SetupCredentials()
+    spool = WebhookSpool(Path(settings.model_dir) / "spool")
+    if settings.queued:
+        SpoolDrainer(spool, lambda event, payload: handle_event(event, payload, settings)).start()
     app = Flask(__name__)
     app.config["FCANET_SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
 
     def backend(label_config: str | None = None, project: str | None = None) -> FCANetBackend:
         credentials = Credentials.resolve(settings, setups.get(project))
@@ -125,33 +147,30 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _unexpected(exc: Exception) -> Response:
         metrics.errors.labels(type(exc).__name__).inc()
         logger.exception("unexpected error", extra={"request_id": g.get("request_id")})
-        return _error_response(500, f"{type(exc).__name__}: {exc}")
+        return _error_response(500, f"internal error (request {g.get('request_id')}): the backend's log has "
+                                    "the details")
 
     @app.get("/")
     @app.get("/health")
-    def health() -> Response:
-        return jsonify({"status": "UP", "model_class": FCANetBackend.__name__,
-                        "model_version": runner.model_version,
-                        "inference": "queue" if settings.queued else "in-process"})
+    def health() -> tuple[Response, int]:
+        queue = runner.queue_state()
+        answer = {"status": "UP" if queue.pop("up") else "DOWN", "model_class": FCANetBackend.__name__,
+                  "model_version": runner.model_version, "inference": "queue" if settings.queued else "in-process",
+                  **queue}
+        return jsonify(answer), 200 if answer["status"] == "UP" else 503
 
     @app.post("/setup")
     def setup() -> Response:
-        body = _json_body()
-        setups.remember(body.get("project"), body.get("hostname"), body.get("access_token"))
-        return jsonify({"model_version": backend(project=body.get("project")).model_version})
+        body = setup_request(_json_body())
+        _check_setup_host(settings, body.hostname)
+        setups.remember(body.project, body.hostname, body.access_token)
+        return jsonify({"model_version": backend(project=body.project).model_version})
 
     @app.post("/predict")
     def predict() -> Response:
-        body = _json_body()
-        if "tasks" not in body:
-            raise BadRequest("missing field 'tasks'")
-        params = body.get("params") or {}
-        if not isinstance(params, dict):
-            raise BadRequest("'params' must be an object")
-        model = backend(body.get("label_config"), body.get("project"))
-        results = model.predict(body["tasks"], context=params.get("context"),
-                                login=params.get("login"), password=params.get("password"))
-        return jsonify({"results": results})
+        body = predict_request(_json_body())
+        model = backend(body.label_config, body.project)
+        return jsonify({"results": model.predict(body.tasks, context=body.context)})
 
     @app.post("/webhook")
     def webhook() -> tuple[Response, int]:
@@ -159,7 +178,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         event = body.pop("action", None)
         if not isinstance(event, str) or not event:
             raise BadRequest("missing field 'action' (the webhook event name)")
-        result = backend().fit(event, body)
+        try:
+            result = backend().fit(event, body)
+        except QueueUnavailable:
+            spool.put(event, body)
+            return jsonify({"status": "spooled", "result": {"event": event, "status": "spooled"}}), 202
         return jsonify({"status": "ok", "result": result}), 201
 
     @app.get("/metrics")

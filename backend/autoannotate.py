@@ -13,10 +13,11 @@ alone is no object. Each object becomes one mask through the same path as an int
 object's result, with the current ``model_version`` and the mean object score. With
 ``--center-click``, a task without prompts gets one positive click at the image centre.
 
-Idempotent and resumable: a task that already has a prediction of the current model version is
-skipped (checked when listing and again by the job), so a rerun or a run after a crash only does
-what is missing; ``--no-only-missing`` predicts again and replaces the current version's
-predictions. With ``REDIS_URL`` set there is one job per task on the ``batch`` queue, so several
+Idempotent and resumable: a task that already has a non-empty prediction of the current model
+version is skipped (checked when listing and again by the job), so a rerun or a run after a crash
+only does what is missing; ``--no-only-missing`` predicts again and replaces the current version's
+predictions. A task whose masks all come out empty gets no prediction (it is reported skipped), and
+an empty prediction of the current version stored earlier does not count as done: it is replaced. With ``REDIS_URL`` set there is one job per task on the ``batch`` queue, so several
 workers share a project, and each job first claims its task in Redis, so two runs started at
 once never predict the same task twice (the later one reports it as skipped); without it the tasks
 run in this process. One failing task (a broken image, a malformed region) is reported and never
@@ -62,7 +63,7 @@ logger = logging.getLogger(__name__)
 #: Import path of :func:`annotate_task`, as enqueued on the ``batch`` queue.
 ANNOTATE_JOB = "backend.autoannotate.annotate_task"
 #: Task fields fetched when listing a project.
-LIST_FIELDS = "id,data,total_annotations,predictions_model_versions"
+LIST_FIELDS = "id,data,total_annotations,predictions_model_versions,predictions"
 PAGE_SIZE = 100
 #: Seconds between polls of the batch jobs; finished job results are kept this long in Redis.
 POLL_S = 0.5
@@ -125,7 +126,7 @@ def process_task(job: TaskJob, settings: Settings) -> TaskOutcome:
         version = get_engine(settings).model_version
         task = client.api("GET", f"/api/tasks/{job.task_id}")
         current = [p["id"] for p in task.get("predictions") or [] if p.get("model_version") == version]
-        if current and not job.replace:
+        if has_version(task, version) and not job.replace:
             return TaskOutcome(job.task_id, SKIPPED, f"has a prediction of model version {version}")
         config = LabelConfig(job.label_config)
         prompts = prompts_from_task(task)
@@ -135,6 +136,8 @@ def process_task(job: TaskJob, settings: Settings) -> TaskOutcome:
             return TaskOutcome(job.task_id, SKIPPED, "no keypoint or rectangle prompts")
         prediction = predict_prompts(task, prompts, config, functools.partial(run_segment, settings=settings),
                                      credentials, version)
+        if not prediction["result"]:
+            return TaskOutcome(job.task_id, SKIPPED, "every mask came out empty: no prediction stored")
         client.api("POST", "/api/predictions", json={"task": job.task_id, **prediction})
         for prediction_id in current:
             client.api("DELETE", f"/api/predictions/{prediction_id}")
@@ -248,7 +251,12 @@ def list_tasks(client: LabelStudioClient, project_id: int) -> list[dict]:
 
 
 def has_version(task: dict, version: str) -> bool:
-    """Whether a listed task has a prediction of ``version`` (``predictions_model_versions``)."""
+    """Whether a task has a non-empty prediction of ``version`` (from its ``predictions``; a listing
+    without them: ``predictions_model_versions``)."""
+    predictions = task.get("predictions")
+    if isinstance(predictions, list):
+        return any(isinstance(p, dict) and p.get("model_version") == version and p.get("result")
+                   for p in predictions)
     return version in {v.strip() for v in str(task.get("predictions_model_versions") or "").split(",")}
 
 

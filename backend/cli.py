@@ -4,7 +4,7 @@
   with ``backend._wsgi:app`` when installed (the production path), else (or with ``--dev``)
   Flask's development server.
 * ``worker [--queues inference,batch,training] [--burst] [--name NAME]``: a queue worker
-  (:mod:`backend.worker`); needs ``REDIS_URL``.
+  (:mod:`backend.worker`) serving every queue by default, inference first; needs ``REDIS_URL``.
 * ``auto-annotate --project ID [...]``: predict masks for a whole project (:mod:`backend.autoannotate`).
 * ``versions list|promote NAME|rollback``: the model versions (:mod:`backend.registry`).
 * ``fine-tune --project ID [--enqueue]``: fine-tune on a project's examples (:mod:`backend.learning`).
@@ -32,7 +32,7 @@ from .cron import build_scheduler
 from .errors import BackendError
 from .learning import Reason, RunStatus, fine_tune, request_training
 from .logs import configure_logging
-from .queueing import QUEUE_INFERENCE, unavailable
+from .queueing import QUEUE_BATCH, QUEUE_INFERENCE, QUEUE_TRAINING, unavailable
 from .registry import ModelRegistry
 from .worker import run_worker
 
@@ -200,9 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
 
     worker = commands.add_parser("worker", help="run a queue worker (needs REDIS_URL)")
-    worker.add_argument("--queues", default=QUEUE_INFERENCE,
-                        help="comma-separated queues in priority order: inference, batch, training "
-                             "(default inference)")
+    worker.add_argument("--queues", default=f"{QUEUE_INFERENCE},{QUEUE_BATCH},{QUEUE_TRAINING}",
+                        help="comma-separated queues in priority order (default inference,batch,training: "
+                             "all of them, clicks first)")
     worker.add_argument("--burst", action="store_true", help="quit when the queues are empty")
     worker.add_argument("--name", help="worker name (default: RQ's random name)")
     worker.set_defaults(func=_worker)

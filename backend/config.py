@@ -132,11 +132,16 @@ class Settings:
     max_image_pixels: int = 40_000_000
     #: IMAGE_CACHE_SIZE: decoded images kept per process (LRU), so repeated clicks do not re-download.
     image_cache_size: int = 16
-    #: IMAGE_DOWNLOAD_TIMEOUT: seconds for connecting to and reading from an image source.
+    #: IMAGE_CACHE_BYTES: bytes of decoded pixels the image cache may hold per process (LRU).
+    image_cache_bytes: int = 512 * 1024 * 1024
+    #: IMAGE_DOWNLOAD_TIMEOUT: seconds one image download may take in all (connecting, redirects,
+    #: every read), whatever the source does.
     download_timeout: float = 30.0
+    #: MAX_REQUEST_BYTES: largest request body accepted (413).
+    max_request_bytes: int = 100 * 1024 * 1024
     #: VERIFY_SSL: verify TLS certificates of image sources and Label Studio.
     verify_ssl: bool = True
-    #: PREDICT_TIMEOUT: seconds the web process waits for an inference job.
+    #: PREDICT_TIMEOUT: seconds the web process waits for a click's answer (queued or in-process).
     predict_timeout: float = 60.0
     #: JOB_TIMEOUT: seconds a worker may spend on one inference job before it is stopped.
     job_timeout: int = 120
@@ -149,10 +154,11 @@ class Settings:
     #: LOG_LEVEL and LOG_FORMAT ("json" or "text").
     log_level: str = "INFO"
     log_format: str = "json"
-    #: PORT, WORKERS, THREADS: ``python -m backend serve`` (gunicorn) defaults.
+    #: PORT, WORKERS, THREADS: ``python -m backend serve`` (gunicorn) defaults. Each waiting click
+    #: holds a thread, so ``THREADS`` bounds the clicks in flight; the rest (``/health`` too) queue.
     port: int = 9090
     workers: int = 1
-    threads: int = 8
+    threads: int = 32
 
     def __post_init__(self) -> None:
         if self.label_studio_url and not self.label_studio_url.startswith(("http://", "https://")):
@@ -163,9 +169,10 @@ class Settings:
             raise ValueError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
         if self.log_format not in ("json", "text"):
             raise ValueError(f"LOG_FORMAT must be 'json' or 'text', got {self.log_format!r}")
-        for name in ("max_image_bytes", "max_image_pixels", "image_cache_size", "job_timeout",
-                     "worker_heartbeat_ttl", "train_every_n_examples", "port", "workers", "threads"):
-            if getattr(self, name) < (0 if name == "image_cache_size" else 1):
+        for name in ("max_image_bytes", "max_image_pixels", "image_cache_size", "image_cache_bytes",
+                     "max_request_bytes", "job_timeout", "worker_heartbeat_ttl", "train_every_n_examples", "port",
+                     "workers", "threads"):
+            if getattr(self, name) < (0 if name.startswith("image_cache") else 1):
                 raise ValueError(f"{name.upper()} must be positive, got {getattr(self, name)}")
         if self.short_side is not None and self.short_side < 16:
             raise ValueError(f"FCANET_SHORT_SIDE must be at least 16, got {self.short_side}")
@@ -213,7 +220,9 @@ class Settings:
             "max_image_bytes": get("MAX_IMAGE_BYTES", int),
             "max_image_pixels": get("MAX_IMAGE_PIXELS", int),
             "image_cache_size": get("IMAGE_CACHE_SIZE", int),
+            "image_cache_bytes": get("IMAGE_CACHE_BYTES", int),
             "download_timeout": get("IMAGE_DOWNLOAD_TIMEOUT", float),
+            "max_request_bytes": get("MAX_REQUEST_BYTES", int),
             "verify_ssl": get("VERIFY_SSL", parse_bool),
             "predict_timeout": get("PREDICT_TIMEOUT", float),
             "job_timeout": get("JOB_TIMEOUT", int),

@@ -113,6 +113,9 @@ def _record(project: str, annotation: dict, task: dict, label_config: str | None
     if not isinstance(results, list):
         raise ValueError("annotation.result must be a list")
     regions = tuple(r for r in results if isinstance(r, dict) and r.get("type") in (*MASK_TYPES, CLICK_TYPE))
+    for region in regions:
+        if not isinstance(region.get("value", {}), dict):
+            raise ValueError(f"region {region.get('id')!r}: value must be an object")
     image_url = ""
     masks = [r for r in regions if r.get("type") in MASK_TYPES]
     if masks and not annotation.get("was_cancelled"):
@@ -143,7 +146,7 @@ def parse_annotation_events(action: str, payload: dict) -> list[AnnotationRecord
     if not isinstance(project, dict):
         raise ValueError(f"{action} payload lacks the project object")
     key = project_key(project)
-    config = project.get("label_config")
+    config = project.get("label_config") if isinstance(project.get("label_config"), str) else None
     annotations, tasks = payload.get("annotation"), payload.get("task")
     if action == "ANNOTATIONS_CREATED":
         annotations = annotations if isinstance(annotations, list) else []
@@ -189,8 +192,20 @@ def _region_size(region: dict, height: int, width: int) -> None:
                          f"the task image is {width}×{height}")
 
 
+def rle_length(rle: Any) -> int:
+    """The number of values a Label Studio brush RLE declares (its first 32 bits), read without
+    decoding; ``ValueError`` unless ``rle`` is a list of byte values with a header."""
+    if not isinstance(rle, list) or len(rle) < 5 or not all(isinstance(b, int) and 0 <= b <= 255 for b in rle):
+        raise ValueError("the RLE must be a list of byte values (0-255)")
+    return int.from_bytes(bytes(rle[:4]), "big")
+
+
 def decode_mask(region: dict, height: int, width: int) -> np.ndarray:
-    """A brush (Label Studio RLE) or polygon (percent points) region as a uint8 0/1 H×W mask."""
+    """A brush (Label Studio RLE) or polygon (percent points) region as a uint8 0/1 H×W mask.
+
+    The RLE's declared length is checked against the image before anything is decoded, so a
+    region cannot make the decoder allocate more than the image's own RGBA size.
+    """
     from label_studio_sdk.converter.brush import decode_rle
 
     _region_size(region, height, width)
@@ -198,10 +213,14 @@ def decode_mask(region: dict, height: int, width: int) -> np.ndarray:
     if region.get("type") == "brushlabels":
         if value.get("format", "rle") != "rle" or not isinstance(value.get("rle"), list):
             raise ValueError(f"brush region {region.get('id')!r} has no RLE")
-        flat = decode_rle(value["rle"])
-        if flat.size != height * width * 4:
-            raise ValueError(f"brush region {region.get('id')!r} decodes to {flat.size} values, "
+        declared = rle_length(value["rle"])
+        if declared != height * width * 4:
+            raise ValueError(f"brush region {region.get('id')!r} declares {declared} values, "
                              f"expected {height * width * 4} for {width}×{height} RGBA")
+        try:
+            flat = decode_rle(value["rle"])
+        except (ValueError, IndexError):
+            raise ValueError(f"brush region {region.get('id')!r} has a truncated RLE") from None
         return (flat.reshape(height, width, 4)[..., 3] >= 128).astype(np.uint8)
     points = np.asarray(value.get("points") or [], dtype=np.float64)
     if points.ndim != 2 or points.shape[0] < 3 or points.shape[1] != 2:

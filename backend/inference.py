@@ -125,14 +125,16 @@ _ENGINES: dict[tuple, InferenceEngine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def get_engine(settings: Settings) -> InferenceEngine:
-    """The process-wide engine for these settings' model configuration (loaded on first use).
-
-    ``TORCH_THREADS``, when set, is applied to the process here, since torch's thread pool is
-    process-wide.
-    """
+def apply_torch_threads(settings: Settings) -> None:
+    """Apply ``TORCH_THREADS`` (when set) to this process: torch's thread pool is process-wide."""
     if settings.torch_threads > 0:
         torch.set_num_threads(settings.torch_threads)
+
+
+def get_engine(settings: Settings) -> InferenceEngine:
+    """The process-wide engine for these settings' model configuration (loaded on first use);
+    applies ``TORCH_THREADS`` first."""
+    apply_torch_threads(settings)
     key = (settings.model_dir, settings.fcanet_checkpoint, settings.device, settings.sis, settings.zoom_in,
            settings.short_side)
     with _ENGINES_LOCK:

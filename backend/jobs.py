@@ -10,6 +10,11 @@ without ``REDIS_URL`` calls :func:`run_segment` directly; both paths give the sa
 ``segment_frame`` (queue ``inference``) answers a click whose image comes with the request (CVAT
 sends the frame's file bytes): the bytes travel in the payload, the mask comes back bit-packed.
 :func:`run_segment_frame` is the same path without a queue.
+
+The image size a region claims (``original_width`` × ``original_height``, the size of the mask to
+send back) is checked against ``MAX_IMAGE_PIXELS`` before anything is fetched, and never decides an
+allocation on the image: the prediction runs on the image as downloaded, with the clicks scaled to
+it, and only the 0/1 mask is resized to the claimed size when the two differ.
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ from fcanet_core import Click
 from .config import Settings
 from .errors import BackendError, BadRequest
 from .frames import get_frame_decoder, place_prompt
-from .images import get_fetcher
+from .images import ImageTooLarge, get_fetcher
 from .inference import get_engine
 from .labelstudio import Credentials
 from .prompts import Box, OutputSpec, mask_to_results
@@ -80,7 +85,7 @@ class SegmentRequest:
                 model_version=payload.get("model_version"),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise BadRequest(f"malformed segment job payload: {exc!r}") from None
+            raise BadRequest(f"malformed segment job payload ({type(exc).__name__})") from None
 
 
 @dataclass(frozen=True)
@@ -113,7 +118,7 @@ class FrameRequest:
                 box=None if payload.get("box") is None else Box(*(float(v) for v in payload["box"])),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise BadRequest(f"malformed frame job payload: {exc!r}") from None
+            raise BadRequest(f"malformed frame job payload ({type(exc).__name__})") from None
 
 
 def run_segment_frame(request: FrameRequest, settings: Settings) -> dict:
@@ -145,13 +150,41 @@ def unpack_mask(result: dict) -> np.ndarray:
     return bits.reshape(height, width)
 
 
-def fit_to_size(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """``image`` resized to the size Label Studio measured (it should already have it)."""
-    if image.shape[:2] == (height, width):
-        return image
-    logger.warning("image size differs from the size Label Studio reports; resizing",
-                   extra={"image_size": [image.shape[1], image.shape[0]], "original_size": [width, height]})
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+def check_output_size(output: OutputSpec, max_pixels: int) -> None:
+    """:class:`ImageTooLarge` when the claimed image size is over ``MAX_IMAGE_PIXELS``."""
+    if output.width * output.height > max_pixels:
+        raise ImageTooLarge(f"the regions claim a {output.width}x{output.height} image (original_width x "
+                            f"original_height), more than MAX_IMAGE_PIXELS={max_pixels}")
+
+
+def to_image_pixels(request: SegmentRequest, height: int, width: int) -> tuple[tuple[Click, ...], Box | None]:
+    """The request's clicks and box, given in the claimed size, in the pixels of the real image."""
+    sx, sy = width / request.output.width, height / request.output.height
+    if (sx, sy) == (1.0, 1.0):
+        return request.clicks, request.box
+    logger.warning("image size differs from the size Label Studio reports; scaling the clicks",
+                   extra={"image_size": [width, height], "original_size": [request.output.width,
+                                                                           request.output.height]})
+    clicks = tuple(Click(min(c.x * sx, width - 1.0), min(c.y * sy, height - 1.0), c.positive)
+                   for c in request.clicks)
+    box = request.box
+    if box is not None:
+        box = Box(box.x0 * sx, box.y0 * sy, box.x1 * sx, box.y1 * sy)
+    return clicks, box
+
+
+def fit_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The 0/1 mask at the claimed size (nearest neighbour when it differs)."""
+    if mask.shape == (height, width):
+        return mask
+    return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def fetch_image(request: SegmentRequest, settings: Settings) -> np.ndarray:
+    """The request's image through the process's fetcher (its cache), with the Label Studio
+    credentials the settings and the request give."""
+    credentials = Credentials.resolve(settings, request.credentials)
+    return get_fetcher(settings).fetch(request.image, request.task_id, credentials)
 
 
 def run_segment(request: SegmentRequest, settings: Settings) -> dict:
@@ -161,13 +194,12 @@ def run_segment(request: SegmentRequest, settings: Settings) -> dict:
         BackendError: image, prompt or Label Studio problems (with an HTTP status).
     """
     started = time.perf_counter()
+    check_output_size(request.output, settings.max_image_pixels)
     engine = get_engine(settings)
-    credentials = Credentials.resolve(settings, request.credentials)
-    image = get_fetcher(settings).fetch(request.image, request.task_id, credentials)
-    image = fit_to_size(image, request.output.width, request.output.height)
-    mask, score = engine.segment(image, request.clicks, image_key=f"{request.task_id}:{request.image}",
-                                 box=request.box)
-    result = mask_to_results(mask, request.output, score)
+    image = fetch_image(request, settings)
+    clicks, box = to_image_pixels(request, *image.shape[:2])
+    mask, score = engine.segment(image, clicks, image_key=f"{request.task_id}:{request.image}", box=box)
+    result = mask_to_results(fit_mask(mask, request.output.width, request.output.height), request.output, score)
     version = engine.model_version
     if request.model_version and request.model_version != version:
         logger.warning("answered with another model version than announced",

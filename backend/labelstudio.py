@@ -10,7 +10,8 @@ Token kinds (what Label Studio 1.23 accepts):
   fetched again after that, or at once when Label Studio answers 401.
 
 Credentials come from ``LABEL_STUDIO_URL`` / ``LABEL_STUDIO_API_KEY`` first, else from what Label
-Studio sends to ``/setup`` (``hostname``, ``access_token``), see :meth:`Credentials.resolve`.
+Studio sends to ``/setup`` (``hostname``, ``access_token``), see :meth:`Credentials.resolve`. The
+token from the environment goes only to the Label Studio named in the environment.
 """
 from __future__ import annotations
 
@@ -54,27 +55,42 @@ class LabelStudioAuthError(LabelStudioError):
 
 @dataclass(frozen=True)
 class Credentials:
-    """Where Label Studio is and the token to use there (either may be unknown)."""
+    """Where Label Studio is and the token to use there (either may be unknown).
+
+    ``trusted`` is True for the Label Studio named by ``LABEL_STUDIO_URL``: its redirects may go to
+    any host (presigned storage URLs). One learned from ``/setup`` is not trusted: the backend reads
+    from it only when its host is in ``ALLOWED_HOSTS``, and its redirects must stay on allowed hosts.
+    """
 
     url: str | None = None
     api_key: str | None = field(default=None, repr=False)
+    trusted: bool = False
 
     @classmethod
     def resolve(cls, settings: Settings, setup: "Credentials | None" = None) -> "Credentials":
-        """Env settings win; values Label Studio sent to ``/setup`` fill what the env leaves unset."""
+        """The Label Studio to use and its token.
+
+        With ``LABEL_STUDIO_URL`` set: that URL with ``LABEL_STUDIO_API_KEY`` (else the token sent
+        to ``/setup``). Without it: what ``setup`` holds, and never ``LABEL_STUDIO_API_KEY``, so the
+        environment's token cannot be sent to a host someone named in a request.
+        """
         setup = setup or cls()
-        url = settings.label_studio_url or setup.url
-        return cls(url.rstrip("/") if url else None, settings.label_studio_api_key or setup.api_key)
+        if settings.label_studio_url:
+            return cls(settings.label_studio_url.rstrip("/"), settings.label_studio_api_key or setup.api_key,
+                       trusted=True)
+        if setup.url:
+            return cls(setup.url.rstrip("/"), setup.api_key, trusted=setup.trusted)
+        return cls()
 
     def to_dict(self) -> dict:
         """JSON form, as carried by inference jobs."""
-        return {"url": self.url, "api_key": self.api_key}
+        return {"url": self.url, "api_key": self.api_key, "trusted": self.trusted}
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "Credentials":
         """Inverse of :meth:`to_dict` (``None`` → no credentials)."""
         data = data or {}
-        return cls(data.get("url"), data.get("api_key"))
+        return cls(data.get("url"), data.get("api_key"), bool(data.get("trusted")))
 
 
 def jwt_claims(token: str) -> dict | None:

@@ -1,19 +1,34 @@
-"""A small thread-safe LRU mapping (decoded images, previous masks)."""
+"""A small thread-safe LRU mapping (decoded images, previous masks), bounded in items and bytes."""
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Generic, Hashable, TypeVar
+from typing import Callable, Generic, Hashable, TypeVar
 
 V = TypeVar("V")
 
 
-class LRUCache(Generic[V]):
-    """A thread-safe least-recently-used mapping holding at most ``capacity`` items (0 = off)."""
+def _nbytes(value: object) -> int:
+    return int(getattr(value, "nbytes", 0))
 
-    def __init__(self, capacity: int) -> None:
+
+class LRUCache(Generic[V]):
+    """A thread-safe least-recently-used mapping.
+
+    Args:
+        capacity: most items held (0 = off).
+        max_bytes: most bytes held, as ``size(value)`` counts them (``None`` = no byte bound); a
+            value larger than this is not kept at all.
+        size: bytes of a value (default: its ``nbytes``, as numpy arrays have).
+    """
+
+    def __init__(self, capacity: int, max_bytes: int | None = None,
+                 size: Callable[[V], int] = _nbytes) -> None:
         self.capacity = capacity
-        self._items: OrderedDict[Hashable, V] = OrderedDict()
+        self.max_bytes = max_bytes
+        self._size = size
+        self._items: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def get(self, key: Hashable) -> V | None:
@@ -21,16 +36,24 @@ class LRUCache(Generic[V]):
             if key not in self._items:
                 return None
             self._items.move_to_end(key)
-            return self._items[key]
+            return self._items[key][0]
 
     def put(self, key: Hashable, value: V) -> None:
-        if self.capacity == 0:
+        nbytes = self._size(value)
+        if self.capacity == 0 or (self.max_bytes is not None and nbytes > self.max_bytes):
             return
         with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
+            if key in self._items:
+                self._bytes -= self._items.pop(key)[1]
+            self._items[key] = (value, nbytes)
+            self._bytes += nbytes
+            while len(self._items) > self.capacity or (self.max_bytes is not None and self._bytes > self.max_bytes):
+                self._bytes -= self._items.popitem(last=False)[1][1]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held now."""
+        return self._bytes
 
     def __len__(self) -> int:
         return len(self._items)

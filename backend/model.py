@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from .config import Settings
-from .errors import BackendError, BadRequest
+from .errors import BackendError
 from .jobs import SegmentRequest
 from .labelstudio import Credentials
 from .learning import handle_event
@@ -42,20 +42,19 @@ class FCANetBackend:
         """The model version answering predictions (the registry's current version)."""
         return self.runner.model_version
 
-    def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
-        """One prediction per task: ``{"result": [...], "score", "model_version"}``.
+    def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict | list]:
+        """One answer per task: a prediction ``{"result": [...], "score", "model_version"}``, or ``[]``.
 
         Args:
-            tasks: Label Studio tasks (``id``, ``data``).
+            tasks: Label Studio tasks (``id``, ``data``), checked by :func:`backend.validation.task_list`.
             context: ``{"result": [regions]}`` of an interactive request, or ``None``. Without
                 context ("Retrieve predictions"), each task is segmented from the prompts stored in
-                the task itself, as auto-annotation does; a task without prompts, or whose image
-                cannot be read, gets an empty ``result``.
+                the task itself, as auto-annotation does; a task without prompts, whose image cannot
+                be read or whose masks all come out empty gets ``[]`` (no prediction), so Label
+                Studio stores nothing and asks again later instead of counting it as done.
             **kwargs: ``login``/``password`` Label Studio may send for task data; unused (images are
                 fetched with the Label Studio token).
         """
-        if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
-            raise BadRequest("'tasks' must be a list of task objects")
         prompt = parse_prompt(context)
         config = LabelConfig(self.label_config or "")
         version = self.model_version
@@ -70,14 +69,15 @@ class FCANetBackend:
             predictions.append(self.runner.segment(request))
         return predictions
 
-    def _predict_from_task_prompts(self, task: dict, config: LabelConfig, version: str) -> dict:
-        """The prediction for a task from its stored prompts; empty when it has none or fails."""
-        empty = {"result": [], "score": 0.0, "model_version": version}
+    def _predict_from_task_prompts(self, task: dict, config: LabelConfig, version: str) -> dict | list:
+        """The prediction for a task from its stored prompts; ``[]`` (none) when it has none, fails
+        or is empty."""
         try:
-            return predict_task(task, config, self.runner.segment, self.credentials, version) or empty
+            prediction = predict_task(task, config, self.runner.segment, self.credentials, version)
         except BackendError as exc:
             logger.warning("task %s: no prediction from its prompts: %s", task.get("id"), exc)
-            return empty
+            return []
+        return prediction if prediction and prediction["result"] else []
 
     def fit(self, event: str, data: dict, **kwargs: Any) -> dict:
         """Handle a Label Studio webhook event (annotation saved, Start Training, ...).

@@ -21,7 +21,9 @@ Prompt rules (``params.context.result`` of ``/predict``):
   earlier ones outline earlier objects. Rotated boxes use their axis-aligned bounding box.
 * **Label**: the label of the most recent prompt region is the object's label; prompt regions of
   another label or another image (left over from other objects) are ignored. The mask gets that
-  label.
+  label, which the output control must list (else 400).
+* **Shapes**: a region's ``value`` must be an object, ``to_name`` a string, ``original_width`` /
+  ``original_height`` finite positive numbers; anything else is a 400 (:class:`PromptError`).
 
 Output: a ``brushlabels`` result (RLE of a 0/255 mask of exactly ``original_height ×
 original_width``, ``label_studio_sdk.converter.brush.mask2rle``) for the labeling config's
@@ -121,8 +123,12 @@ def parse_prompt(context: dict | None) -> Prompt | None:
     prompt_regions = [r for r in regions if isinstance(r, dict) and r.get("type") in KEYPOINT_TYPES + RECTANGLE_TYPES]
     if not prompt_regions:
         return None
+    for region in prompt_regions:
+        _value(region)
     latest = prompt_regions[-1]
     label, to_name = _label(latest), latest.get("to_name")
+    if not isinstance(to_name, str):
+        raise PromptError(f"region {latest.get('id')!r}: to_name must be the name of an Image tag (a string)")
     group = [r for r in prompt_regions if r.get("to_name") == to_name and _label(r) == label]
     width, height = _original_size(latest)
     last_box = max((i for i, r in enumerate(group) if r["type"] in RECTANGLE_TYPES), default=None)
@@ -150,7 +156,7 @@ def first_click_positive(clicks: list[Click]) -> list[Click]:
 
 def is_positive(region: dict) -> bool:
     """The keypoint's polarity: ``is_positive``, else ``value.positive``, else positive."""
-    for flag in (region.get("is_positive"), (region.get("value") or {}).get("positive")):
+    for flag in (region.get("is_positive"), _value(region).get("positive")):
         if flag is not None:
             return _as_bool(flag, region)
     return True
@@ -169,24 +175,33 @@ def _as_bool(flag: Any, region: dict) -> bool:
     raise PromptError(f"region {region.get('id')!r}: positive flag {flag!r} is not a boolean")
 
 
+def _value(region: dict) -> dict:
+    """The region's ``value`` object (``{}`` when absent); 400 when it is anything else."""
+    value = region.get("value")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PromptError(f"region {region.get('id')!r}: value must be an object, got {type(value).__name__}")
+    return value
+
+
 def _label(region: dict) -> str | None:
-    value = region.get("value") or {}
+    value = _value(region)
     labels = value.get(region.get("type")) or value.get("labels") or []
     return str(labels[0]) if isinstance(labels, list) and labels else None
 
 
 def _original_size(region: dict) -> tuple[int, int]:
-    try:
-        width, height = int(region["original_width"]), int(region["original_height"])
-    except (KeyError, TypeError, ValueError):
-        raise PromptError(f"region {region.get('id')!r} lacks original_width/original_height") from None
-    if width <= 0 or height <= 0:
-        raise PromptError(f"region {region.get('id')!r} has an empty image size {width}x{height}")
-    return width, height
+    size = (region.get("original_width"), region.get("original_height"))
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in size):
+        raise PromptError(f"region {region.get('id')!r} lacks numeric original_width/original_height")
+    if not all(math.isfinite(v) and v >= 1 for v in size):
+        raise PromptError(f"region {region.get('id')!r} has an impossible image size {size[0]}x{size[1]}")
+    return int(size[0]), int(size[1])
 
 
 def _percent(region: dict, key: str, low: float = 0.0, high: float = 100.0) -> float:
-    raw = (region.get("value") or {}).get(key, 0.0 if key == "rotation" else None)
+    raw = _value(region).get(key, 0.0 if key == "rotation" else None)
     try:
         number = float(raw)
     except (TypeError, ValueError):
@@ -277,6 +292,9 @@ class LabelConfig:
                               f"image {prompt.to_name!r}: add <BrushLabels name=\"tag\" toName=\"{prompt.to_name}\">")
         candidates.sort(key=lambda c: (prompt.label not in c.labels, OUTPUT_TYPES.index(c.type)))
         control = candidates[0]
+        if prompt.label is not None and prompt.label not in control.labels:
+            raise PromptError(f"label {prompt.label!r} is not a label of the <{control.type} name={control.name!r}> "
+                              "control: give every control the same label values")
         label = prompt.label if prompt.label is not None else (control.labels[0] if control.labels else None)
         return OutputSpec(control.type, control.name, prompt.to_name, label, prompt.width, prompt.height)
 

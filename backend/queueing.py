@@ -11,10 +11,12 @@ prompt problem in the worker → the worker's own status (4xx/502). A job nobody
 ``PREDICT_TIMEOUT`` is removed from the queue, so stale clicks do not pile up.
 
 Without Redis, :class:`InProcessRunner` runs :func:`backend.jobs.run_segment` in the web process
-with the process-wide engine, loaded when the runner is made (at app start, not in a request).
+with the process-wide engine, loaded when the runner is made (at app start, not in a request), and
+answers 504 when it takes longer than ``PREDICT_TIMEOUT``.
 Both runners share one interface: ``model_version``, ``segment(request) -> dict`` (a Label
 Studio click), ``segment_frame(request) -> dict`` (a click on an image sent with the request, as
-CVAT does) and ``queue_depths() -> dict``; :func:`make_runner` picks one from the settings.
+CVAT does), ``queue_depths() -> dict`` and ``queue_state() -> dict`` (for ``/health``);
+:func:`make_runner` picks one from the settings.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from rq.results import Result
 from rq.worker import Worker
 
 from .config import Settings
+from .deadline import call_within
 from .errors import BackendError
 from .inference import get_engine
 from .jobs import SEGMENT_FRAME_JOB, SEGMENT_JOB, FrameRequest, SegmentRequest, run_segment, run_segment_frame
@@ -53,6 +56,8 @@ RESULT_TTL = 300
 FAILURE_TTL = 3600
 #: Seconds to connect to Redis before answering 503.
 CONNECT_TIMEOUT_S = 2.0
+#: Seconds ``/health`` waits for Redis (Label Studio allows the whole answer 1 s).
+HEALTH_TIMEOUT_S = 0.3
 #: Poll period while waiting for a job (blocking read on its result stream in between).
 POLL_S = 1
 #: A queued click expires this long after PREDICT_TIMEOUT even if the web process could not cancel it.
@@ -115,9 +120,24 @@ def enqueue(settings: Settings, queue_name: str, func: str | Callable[..., Any],
     """
     try:
         queue = Queue(queue_name, connection=connection or redis_connection(settings))
-        return queue.enqueue(func, *args, **kwargs)
+        job = queue.enqueue(func, *args, **kwargs)
+        if not Worker.count(queue=queue):
+            logger.warning(f"no worker serves the {queue_name!r} queue: the job waits until one starts "
+                           f"(python -m backend worker --queues {queue_name})", extra={"job_id": job.id})
+        return job
     except RedisError as exc:
         raise unavailable(settings, exc) from None
+
+
+def queue_state(connection: Redis) -> dict:
+    """``{"queues": {name: {"waiting", "workers"}}, "warnings": [...]}`` (a queue no worker serves warns)."""
+    queues = {}
+    for name in QUEUE_NAMES:
+        queue = Queue(name, connection=connection)
+        queues[name] = {"waiting": queue.count, "workers": Worker.count(queue=queue)}
+    warnings = [f"no worker serves the {name!r} queue: its jobs wait until `python -m backend worker` serves it"
+                for name, state in queues.items() if not state["workers"]]
+    return {"queues": queues, "warnings": warnings}
 
 
 class Runner(Protocol):
@@ -132,6 +152,8 @@ class Runner(Protocol):
 
     def queue_depths(self) -> dict[str, int]: ...
 
+    def queue_state(self) -> dict: ...
+
 
 class InProcessRunner:
     """Inference inside the web process (no Redis): the engine is loaded when this is made."""
@@ -145,15 +167,30 @@ class InProcessRunner:
         return self.engine.model_version
 
     def segment(self, request: SegmentRequest) -> dict:
-        self.engine.reload_if_changed()
-        return run_segment(request, self.settings)
+        """:func:`run_segment` here; :class:`PredictTimeout` when it passes ``PREDICT_TIMEOUT``."""
+        return self._within_timeout(lambda: run_segment(request, self.settings), "segment")
 
     def segment_frame(self, request: FrameRequest) -> dict:
-        self.engine.reload_if_changed()
-        return run_segment_frame(request, self.settings)
+        """:func:`run_segment_frame` here; :class:`PredictTimeout` when it passes ``PREDICT_TIMEOUT``."""
+        return self._within_timeout(lambda: run_segment_frame(request, self.settings), "segment_frame")
+
+    def _within_timeout(self, job: Callable[[], dict], name: str) -> dict:
+        """Run ``job`` on the current model, giving up after ``PREDICT_TIMEOUT``."""
+        waited = self.settings.predict_timeout
+
+        def run() -> dict:
+            self.engine.reload_if_changed()
+            return job()
+
+        return call_within(waited, run, lambda: PredictTimeout(
+            f"the click took longer than PREDICT_TIMEOUT={waited:g}s"), name=name)
 
     def queue_depths(self) -> dict[str, int]:
         return {}
+
+    def queue_state(self) -> dict:
+        """No queue: inference runs here."""
+        return {"up": True}
 
 
 class QueueRunner:
@@ -162,6 +199,8 @@ class QueueRunner:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.connection = redis_connection(settings)
+        self.health_connection = Redis.from_url(settings.redis_url, socket_connect_timeout=HEALTH_TIMEOUT_S,
+                                                socket_timeout=HEALTH_TIMEOUT_S, retry=Retry(NoBackoff(), 0))
         self.registry = ModelRegistry(settings.model_dir, settings.fcanet_checkpoint)
 
     @property
@@ -212,8 +251,7 @@ class QueueRunner:
         text = (result.exc_string or "").strip()
         if "JobTimeoutException" in text:
             raise PredictTimeout(f"inference job {job.id} ran longer than JOB_TIMEOUT={self.settings.job_timeout}s")
-        last_line = text.splitlines()[-1] if text else str(result.type)
-        raise JobFailed(f"inference job {job.id} failed: {last_line}")
+        raise JobFailed(f"inference job {job.id} failed unexpectedly; the worker's log has the details")
 
     def _worker_alive(self, job: Job) -> bool:
         if not job.worker_name:
@@ -227,9 +265,15 @@ class QueueRunner:
         if status in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, None):
             with contextlib.suppress(InvalidJobOperation):
                 job.cancel()
-            return PredictTimeout(f"no worker started job {job.id} within PREDICT_TIMEOUT={waited:g}s: is "
-                                  "`python -m backend worker --queues inference` running and connected to the "
-                                  "same REDIS_URL?")
+            workers = Worker.count(queue=Queue(QUEUE_INFERENCE, connection=self.connection))
+            if not workers:
+                return PredictTimeout(f"no worker started job {job.id} within PREDICT_TIMEOUT={waited:g}s: no "
+                                      "worker serves the inference queue; start `python -m backend worker` with "
+                                      "the same REDIS_URL")
+            return PredictTimeout(f"job {job.id} waited PREDICT_TIMEOUT={waited:g}s in the inference queue: its "
+                                  f"{workers} worker(s) were busy with earlier jobs (each may take up to "
+                                  f"IMAGE_DOWNLOAD_TIMEOUT={self.settings.download_timeout:g}s to download an "
+                                  "image); start more inference workers")
         return PredictTimeout(f"job {job.id} gave no result within PREDICT_TIMEOUT={waited:g}s (status {status})")
 
     def queue_depths(self) -> dict[str, int]:
@@ -238,6 +282,14 @@ class QueueRunner:
             return {name: Queue(name, connection=self.connection).count for name in QUEUE_NAMES}
         except RedisError as exc:
             raise unavailable(self.settings, exc) from None
+
+    def queue_state(self) -> dict:
+        """``{"up": True, "queues", "warnings"}``, or ``{"up": False, "detail"}`` when Redis does not
+        answer within ``HEALTH_TIMEOUT_S``."""
+        try:
+            return {"up": True, **queue_state(self.health_connection)}
+        except RedisError as exc:
+            return {"up": False, "detail": unavailable(self.settings, exc).detail}
 
 
 def make_runner(settings: Settings) -> Runner:

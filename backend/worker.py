@@ -26,7 +26,10 @@ What ``SimpleWorker`` gives up, and how it is made up for:
 * **One job at a time.** Run one worker process per GPU (or a few on CPU) for throughput.
 
 Before each job the worker compares the registry's current version with the loaded one and
-reloads when a new version was promoted (``InferenceEngine.reload_if_changed``).
+reloads when a new version was promoted (``InferenceEngine.reload_if_changed``). While it works,
+a watcher thread downloads the images of the clicks waiting in the inference queue
+(:class:`backend.prefetch.Prefetcher`), so stuck image sources delay the clicks behind them by
+about one download period, not one per click.
 """
 from __future__ import annotations
 
@@ -40,7 +43,8 @@ from rq.job import Job
 from rq.worker import SimpleWorker
 
 from .config import Settings
-from .inference import InferenceEngine, get_engine
+from .inference import InferenceEngine, apply_torch_threads, get_engine
+from .prefetch import Prefetcher
 from .queueing import QUEUE_BATCH, QUEUE_INFERENCE, QUEUE_NAMES, redis_connection, unavailable
 
 logger = logging.getLogger(__name__)
@@ -56,13 +60,16 @@ class ResidentWorker(SimpleWorker):
         queues: queue names or :class:`rq.Queue` objects, in priority order.
         settings: ``worker_heartbeat_ttl`` (seconds a silent worker counts as dead).
         engine: the loaded inference engine to keep current, or ``None`` (no model served).
+        prefetcher: downloads the images of queued clicks ahead of their jobs, or ``None``.
         **kwargs: passed to ``SimpleWorker`` (``connection``, ``name``, ...).
     """
 
     def __init__(self, queues: Sequence[str | Queue], *, settings: Settings,
-                 engine: InferenceEngine | None = None, **kwargs: Any) -> None:
+                 engine: InferenceEngine | None = None, prefetcher: Prefetcher | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(queues, **kwargs)
         self.engine = engine
+        self.prefetcher = prefetcher
         self.liveness_ttl = settings.worker_heartbeat_ttl
         self._stop_beating = threading.Event()
         self._beater = threading.Thread(target=self._beat, name="rq-heartbeat", daemon=True)
@@ -79,13 +86,17 @@ class ResidentWorker(SimpleWorker):
                 logger.warning("heartbeat failed", extra={"worker": self.name, "error": str(exc)})
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
-        """Register with Redis (RQ), then start the heartbeat thread."""
+        """Register with Redis (RQ), then start the heartbeat thread and the prefetcher."""
         super().bootstrap(*args, **kwargs)
         self._beater.start()
+        if self.prefetcher is not None:
+            self.prefetcher.watch(Queue(QUEUE_INFERENCE, connection=self.connection))
 
     def teardown(self) -> None:
-        """Stop the heartbeat thread, then unregister (RQ)."""
+        """Stop the heartbeat thread and the prefetcher, then unregister (RQ)."""
         self._stop_beating.set()
+        if self.prefetcher is not None:
+            self.prefetcher.shutdown()
         if self._beater.is_alive():
             self._beater.join(timeout=5)
         super().teardown()
@@ -100,7 +111,8 @@ class ResidentWorker(SimpleWorker):
 def run_worker(settings: Settings, queues: Sequence[str], *, burst: bool = False, name: str | None = None) -> bool:
     """Serve ``queues`` until stopped (SIGINT/SIGTERM) or, with ``burst``, until they are empty.
 
-    The model is loaded before the first job when an inference or batch queue is served.
+    The model is loaded before the first job when an inference or batch queue is served;
+    ``TORCH_THREADS`` caps the threads of everything the worker runs (fine-tuning included).
 
     Returns:
         Whether any job was run.
@@ -119,8 +131,11 @@ def run_worker(settings: Settings, queues: Sequence[str], *, burst: bool = False
         connection.ping()
     except RedisError as exc:
         raise unavailable(settings, exc) from None
+    apply_torch_threads(settings)
     engine = get_engine(settings) if set(queues) & set(MODEL_QUEUES) else None
-    worker = ResidentWorker(list(queues), settings=settings, engine=engine, connection=connection, name=name)
+    prefetcher = Prefetcher(settings) if QUEUE_INFERENCE in queues else None
+    worker = ResidentWorker(list(queues), settings=settings, engine=engine, prefetcher=prefetcher,
+                            connection=connection, name=name)
     logger.info("worker starting", extra={"worker": worker.name, "queues": list(queues),
                                           "model_version": engine.model_version if engine else None})
     return worker.work(burst=burst, logging_level=settings.log_level)

@@ -5,9 +5,12 @@
 #   - a Redis answers at REDIS_URL (default redis://127.0.0.1:6379/0): use it;
 #   - else redis-server is installed: start one on that port (no persistence) for this run;
 #   - else: no queue, inference runs inside the web process.
-# Starts the web server (python -m backend serve, port $PORT, default 9090) and, with Redis, one
-# worker on the queues inference,batch,training, using the bundled default model until another
-# version is promoted. Connect it in Label Studio (Settings > Model) at http://<this-host>:$PORT.
+# Starts the web server (python -m backend serve, port $PORT, default 9090) and, with Redis, two
+# workers: one for clicks and auto-annotation (queues $WORKER_QUEUES, default inference,batch) and
+# one for fine-tuning (queue training) at low CPU priority with $TRAINING_TORCH_THREADS threads
+# (default 1), so clicks keep answering while a model trains. Both use the bundled default model
+# until another version is promoted. Connect it in Label Studio (Settings > Model) at
+# http://<this-host>:$PORT.
 #
 # Runs in the foreground; Ctrl-C (or SIGTERM) stops everything it started. If one of its
 # processes exits, the others are stopped too. Settings are environment variables
@@ -18,7 +21,8 @@ source scripts/_common.sh
 
 HOST="${HOST:-0.0.0.0}"
 PORT="${PORT:-9090}"
-WORKER_QUEUES="${WORKER_QUEUES:-inference,batch,training}"
+WORKER_QUEUES="${WORKER_QUEUES:-inference,batch}"
+TRAINING_TORCH_THREADS="${TRAINING_TORCH_THREADS:-1}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 
 ensure_venv
@@ -48,6 +52,8 @@ fi
 
 if [ -n "${REDIS_URL:-}" ]; then
     "$PY" -m backend worker --queues "$WORKER_QUEUES" &
+    PIDS+=($!)
+    TORCH_THREADS="$TRAINING_TORCH_THREADS" nice -n 10 "$PY" -m backend worker --queues training &
     PIDS+=($!)
 fi
 "$PY" -m backend serve --host "$HOST" --port "$PORT" &

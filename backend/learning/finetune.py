@@ -6,8 +6,9 @@ fine-tunes from the current version (:func:`fcanet_core.finetune.fine_tune`: cli
 and iterative clicks), measures the candidate, stores it as an immutable version and promotes it
 only if neither NoC got worse and the current version did not change meanwhile. Nothing outside
 the run folder is written before the candidate is complete, so a crash leaves the current model
-untouched. A run that finds no example added or changed since the project's last completed run is
-skipped.
+untouched. A run that finds no example added or changed since the project's last completed run
+(whatever its reason: a Start Training right after an automatic trigger) is skipped instead of
+training again.
 """
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ class _FineTune:
         new = len(new_examples(examples, load_state(self.settings, self.project)))
         if reason == Reason.EXAMPLES and new < self.settings.train_every_n_examples:
             return self._skip(f"{new} new example(s), fewer than TRAIN_EVERY_N_EXAMPLES", len(examples), new)
-        if reason == Reason.SCHEDULE and new == 0:
+        if examples and new == 0:
             return self._skip("no new examples since the last fine-tuning", len(examples), new)
         if len(examples) < self.cfg.min_examples:
             return self._skip(f"{len(examples)} example(s), fewer than MIN_TRAIN_EXAMPLES={self.cfg.min_examples}",

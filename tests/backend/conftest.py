@@ -8,7 +8,8 @@ Session fixtures
         A real HTTP server on 127.0.0.1 that serves files the way Label Studio does: ``/data/upload/…``
         and ``/data/local-files/?d=…`` (token required), ``/tasks/<id>/presign/?fileuri=…`` (redirects
         to ``/storage/…`` on ``.other_url``, which refuses requests carrying a token), ``/public/…`` (no
-        token), ``/slow/<seconds>/<upload path>``, and ``POST /api/token/refresh/`` (PAT → access token).
+        token), ``/slow/<seconds>/<upload path>``, ``/drip/<seconds per byte>/<upload path>`` (the whole
+        file announced, then one byte at a time), and ``POST /api/token/refresh/`` (PAT → access token).
         The images at the paths of the captured requests are real GrabCut images resized to 320×240.
     ``redis_server_db`` -> str
         A Redis db claimed for this session (``backend.bench.harness.claim_redis_db``; ``$FCANET_TEST_REDIS``
@@ -22,6 +23,8 @@ Function fixtures
     ``start_worker(env=None, queues="inference") -> ManagedProcess``: a real ``python -m backend worker``
         subprocess with ``backend_env`` (+ ``env``), registered in Redis; stopped after the test.
     ``capture(name) -> dict``: a request body captured from a real Label Studio.
+    ``serve_http(app) -> str``: the Flask ``app`` served over real HTTP on 127.0.0.1 (werkzeug,
+        one thread per request); returns its base URL; stopped after the test.
     ``pat`` -> str: a new personal access token that ``ls_files`` exchanges; ``jwt_token(claims) -> str``.
 """
 from __future__ import annotations
@@ -41,7 +44,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import redis
 import torch
+from flask import Flask
 from PIL import Image
+from werkzeug.serving import make_server
 
 import fcanet_core
 from backend.bench.harness import (REDIS_OWNER_KEY, ManagedProcess, claim_redis_db, release_redis_db,
@@ -116,6 +121,18 @@ def _handler(state: LabelStudioFiles) -> type[BaseHTTPRequestHandler]:
                 return self._send(404, b"not found")
             self._send(200, path.read_bytes(), {"Content-Type": "application/octet-stream"})
 
+        def _drip(self, body: bytes, seconds_per_byte: float) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                for i in range(len(body)):
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(seconds_per_byte)
+            except (BrokenPipeError, ConnectionResetError):
+                pass                                  # the client gave up, as it should
+
         def do_GET(self) -> None:  # noqa: N802 (stdlib name)
             parts = urlsplit(self.path)
             query = parse_qs(parts.query)
@@ -124,6 +141,9 @@ def _handler(state: LabelStudioFiles) -> type[BaseHTTPRequestHandler]:
                 return self._file("upload/" + parts.path[len("/data/upload/"):])
             if parts.path.rstrip("/") == "/data/local-files":
                 return self._file("local/" + query.get("d", [""])[-1].lstrip("/"))
+            if parts.path.startswith("/drip/"):
+                seconds, _, rest = parts.path[len("/drip/"):].partition("/")
+                return self._drip((state.root / "upload" / rest).read_bytes(), float(seconds))
             if parts.path.startswith("/slow/"):
                 seconds, _, rest = parts.path[len("/slow/"):].partition("/")
                 time.sleep(float(seconds))
@@ -287,6 +307,22 @@ def start_worker(backend_env: dict[str, str], redis_url: str,
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def serve_http() -> Iterator[Callable[[Flask], str]]:
+    """``serve_http(app) -> url``: the app behind a real threaded HTTP server on loopback."""
+    servers = []
+
+    def serve(app: Flask) -> str:
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
 
 
 @pytest.fixture

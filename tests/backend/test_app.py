@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 
 import numpy as np
 import pytest
+import requests
 
 from backend.app import create_app
 from backend.bench.annotator import brush_mask
@@ -106,14 +108,15 @@ def test_rectangle_limits_the_mask_to_its_zoom_region(client, click_body):
     assert cols.min() >= 60 and cols.max() < 260 and rows.min() >= 20 and rows.max() < 220
 
 
-def test_tasks_without_prompts_get_empty_results(client, capture):
+def test_tasks_without_prompts_get_no_prediction(client, capture):
     response = client.post("/predict", json=capture("predict_regular_dm_action"))
     assert response.status_code == 200
-    assert response.json == {"results": [{"result": [], "score": 0.0, "model_version": "tiny-lite0"}] * 2}
+    assert response.json == {"results": [[], []]}    # one list of zero predictions per task: nothing stored
 
 
 def test_setup_credentials_are_used_when_the_env_has_none(make_settings, ls_files, click_body, capture):
-    client = create_app(make_settings(LABEL_STUDIO_URL=None, LABEL_STUDIO_API_KEY=None)).test_client()
+    client = create_app(make_settings(LABEL_STUDIO_URL=None, LABEL_STUDIO_API_KEY=None,
+                                      ALLOWED_HOSTS="127.0.0.1")).test_client()
     setup = capture("setup") | {"hostname": ls_files.url + "/", "access_token": ls_files.token}
     assert client.post("/setup", json=setup).json == {"model_version": "tiny-lite0"}
     response = client.post("/predict", json=click_body)
@@ -191,3 +194,96 @@ def test_metrics_count_requests_errors_and_latency(client, click_body):
     assert 'fcanet_http_request_duration_seconds_count{route="/predict"} 2.0' in text
     assert 'fcanet_model_version_info{version="tiny-lite0"} 1.0' in text
     assert "fcanet_queue_up 1.0" in text
+
+
+# ------------------------------------------------------------------ hostile requests over real HTTP
+@pytest.fixture
+def http_url(make_settings, serve_http):
+    """The in-process app behind a real HTTP server, MAX_IMAGE_PIXELS 100 000 (the image has 76 800)."""
+    return serve_http(create_app(make_settings(MAX_IMAGE_PIXELS="100000")))
+
+
+def sized(body: dict, width: float, height: float) -> dict:
+    body = copy.deepcopy(body)
+    for region in body["params"]["context"]["result"]:
+        region.update(original_width=width, original_height=height)
+    return body
+
+
+def region_edit(body: dict, **fields) -> dict:
+    body = copy.deepcopy(body)
+    body["params"]["context"]["result"][0].update(fields)
+    return body
+
+
+@pytest.mark.parametrize("make_body, route, status, detail", [
+    (lambda b: '{"a": ' * 100_000 + "1" + "}" * 100_000, "/predict", 400, "nested too deeply"),
+    (lambda b: region_edit(b, value="x=50"), "/predict", 400, "value must be an object"),
+    (lambda b: b | {"project": [1]}, "/predict", 400, "'project' must be a string"),
+    (lambda b: {"project": [1], "hostname": "http://x"}, "/setup", 400, "'project' must be a string"),
+    (lambda b: {"project": "1.2", "hostname": 8080}, "/setup", 400, "'hostname' must be a string"),
+    (lambda b: b | {"tasks": [{"id": "seven", "data": {"image": "s3://bucket/a.png"}}]}, "/predict", 400,
+     "tasks[0].id must be an integer"),
+    (lambda b: sized(b, float("inf"), 240), "/predict", 400, "impossible image size"),
+    (lambda b: sized(b, 1e9, 1e9), "/predict", 413, "MAX_IMAGE_PIXELS=100000"),
+    (lambda b: sized(b, 400, 300), "/predict", 413, "MAX_IMAGE_PIXELS=100000"),   # 120 000 claimed pixels
+    (lambda b: region_edit(b, value=b["params"]["context"]["result"][0]["value"] | {"keypointlabels": ["Lion"]}),
+     "/predict", 400, "'Lion' is not a label"),
+])
+def test_malformed_and_hostile_requests_get_4xx_with_a_human_detail(http_url, click_body, make_body, route, status,
+                                                                    detail):
+    body = make_body(click_body)
+    data = body if isinstance(body, str) else json.dumps(body)       # json.dumps writes Infinity as such
+    response = requests.post(http_url + route, data=data, headers={"Content-Type": "application/json"}, timeout=60)
+    assert response.status_code == status, response.text
+    assert response.json()["status"] == status and detail in response.json()["detail"]
+    assert " at 0x" not in response.json()["detail"]
+
+
+def test_a_claimed_size_other_than_the_image_scales_the_clicks_not_the_image(http_url, click_body):
+    body = sized(click_body, 160, 120)                                   # the image is 320×240
+    response = requests.post(http_url + "/predict", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    mask = brush_mask(response.json()["results"][0]["result"][0])
+    assert mask.shape == (120, 160) and mask[60, 80] == 1
+
+
+def test_setup_cannot_send_the_environment_token_elsewhere(make_settings, serve_http, ls_files, click_body):
+    settings = make_settings(LABEL_STUDIO_URL=None, ALLOWED_HOSTS=None)        # the env token is set
+    url = serve_http(create_app(settings))
+    setup = {"project": "1.1795511745", "hostname": ls_files.other_url}
+    refused = requests.post(url + "/setup", json=setup, timeout=10)
+    assert refused.status_code == 403 and "ALLOWED_HOSTS" in refused.json()["detail"]
+
+    url = serve_http(create_app(make_settings(LABEL_STUDIO_URL=None, ALLOWED_HOSTS="localhost")))
+    assert requests.post(url + "/setup", json=setup, timeout=10).status_code == 200
+    before = len(ls_files.requests)
+    response = requests.post(url + "/predict", json=click_body | {"project": setup["project"]}, timeout=60)
+    assert response.status_code == 502, response.text               # the file server wants a token
+    sent = ls_files.requests[before:]
+    assert sent and all(auth is None for _, _, auth in sent), "the environment's token went to /setup's host"
+
+
+def test_bodies_over_max_request_bytes_are_413(make_settings, serve_http):
+    url = serve_http(create_app(make_settings(MAX_REQUEST_BYTES="1000")))
+    response = requests.post(url + "/predict", data=b"{" + b" " * 2000 + b"}",
+                             headers={"Content-Type": "application/json"}, timeout=10)
+    assert response.status_code == 413 and response.json()["status"] == 413
+
+
+@pytest.mark.parametrize("mutate, detail", [
+    (lambda p: p["annotation"]["result"][0].update(value="rle"), "value must be an object"),
+    (lambda p: p.update(project=[1]), "project"),
+])
+def test_hostile_webhooks_are_400_not_500(http_url, capture, mutate, detail):
+    payload = capture("webhook_annotation_created")
+    mutate(payload)
+    response = requests.post(http_url + "/webhook", json=payload, timeout=30)
+    assert response.status_code == 400 and detail in response.json()["detail"], response.text
+
+
+def test_a_webhook_whose_label_config_is_not_text_is_still_collected(http_url, capture):
+    payload = capture("webhook_annotation_created")
+    payload["project"]["label_config"] = 5              # ignored: the task's only data field is the image
+    response = requests.post(http_url + "/webhook", json=payload, timeout=30)
+    assert response.status_code == 201 and response.json()["result"]["status"] == "queued", response.text

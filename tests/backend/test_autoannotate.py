@@ -41,6 +41,10 @@ def test_has_version_reads_the_listed_prediction_versions():
     assert has_version({"predictions_model_versions": " x,fcanet-lite0-default,v2"}, "fcanet-lite0-default")
     assert not has_version({"predictions_model_versions": "fcanet-lite0-default-2"}, "fcanet-lite0-default")
     assert not has_version({"predictions_model_versions": ""}, "v1")
+    listed = {"predictions_model_versions": "v1", "predictions": [{"model_version": "v1", "result": []}]}
+    assert not has_version(listed, "v1"), "an empty prediction is not done"
+    listed["predictions"].append({"model_version": "v1", "result": [{"type": "brushlabels"}]})
+    assert has_version(listed, "v1")
 
 
 # ------------------------------------------------------------------- batch: real Redis, real worker

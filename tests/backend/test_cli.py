@@ -7,7 +7,9 @@ import subprocess
 import sys
 
 import pytest
+import redis
 import requests
+from rq import Worker
 
 from backend import cli
 from backend.bench.harness import REPO_ROOT, ManagedProcess, free_port
@@ -72,3 +74,15 @@ def test_json_log_lines_carry_the_extra_fields():
     line = json.loads(JsonFormatter().format(record))
     assert line["msg"] == "segmented ok" and line["level"] == "info" and line["logger"] == "backend.x"
     assert line["task_id"] == 7 and line["duration_ms"] == 12.5
+
+
+@pytest.mark.slow
+def test_a_worker_without_queues_serves_every_queue_clicks_first(backend_env, redis_url, tmp_path):
+    worker = ManagedProcess("worker", [sys.executable, "-m", "backend", "worker"], backend_env | {"REDIS_URL": redis_url},
+                           tmp_path / "worker.log").start()
+    try:
+        worker.wait_rq_worker(redis_url)
+        (registered,) = Worker.all(connection=redis.Redis.from_url(redis_url))
+        assert registered.queue_names() == ["inference", "batch", "training"]
+    finally:
+        worker.stop()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +156,27 @@ def test_region_for_another_image_size_or_without_rle_is_refused(horse) -> None:
     broken["value"]["rle"] = None
     with pytest.raises(ValueError, match="no RLE"):
         decode_regions([broken], *mask.shape)
+
+
+def test_an_rle_declaring_more_values_than_the_image_is_refused_before_decoding(horse) -> None:
+    _, mask = horse
+    region = brush_region(mask)
+    rle = region["value"]["rle"]
+    region["value"]["rle"] = list((100_000_000).to_bytes(4, "big")) + rle[4:]   # 100 M values, 400 MB
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="declares 100000000 values"):
+            decode_regions([region], *mask.shape)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 1024 * 1024
+    region["value"]["rle"] = rle[:-40]
+    with pytest.raises(ValueError, match="truncated RLE"):
+        decode_regions([region], *mask.shape)
+    region["value"]["rle"] = ["a", 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="byte values"):
+        decode_regions([region], *mask.shape)
 
 
 def test_empty_mask_is_skipped() -> None:

@@ -111,7 +111,7 @@ def test_cloud_uri_goes_through_label_studio_presign_and_the_token_stays_home(ls
     fileuri = base64.urlsafe_b64encode(b"s3://bucket/dir/c.png").decode()
     assert ("GET", f"/tasks/42/presign/?fileuri={fileuri}", f"Token {ls_files.token}") in ls_files.requests
     assert ls_files.requests[-1][2] is None          # the storage request carried no Label Studio token
-    with pytest.raises(ImageReferenceError, match="needs the task id"):
+    with pytest.raises(ImageReferenceError, match="needs the numeric task id"):
         ImageFetcher(make_settings()).fetch("gs://bucket/dir/c.png")
 
 
@@ -154,11 +154,25 @@ def test_unreachable_label_studio_is_a_clear_error(make_settings):
 
 
 def test_credentials_from_setup_are_used_when_the_env_has_none(ls_files, make_settings):
-    fetcher = ImageFetcher(make_settings(LABEL_STUDIO_URL=None, LABEL_STUDIO_API_KEY=None))
+    fetcher = ImageFetcher(make_settings(LABEL_STUDIO_URL=None, LABEL_STUDIO_API_KEY=None, ALLOWED_HOSTS="127.0.0.1"))
     with pytest.raises(LabelStudioError, match="Label Studio URL is unknown"):
         fetcher.fetch(UPLOAD)
     image = fetcher.fetch(UPLOAD, credentials=Credentials(ls_files.url, ls_files.token))
     assert image.shape == (240, 320, 3)
+
+
+def test_a_label_studio_learned_from_setup_is_only_an_allowed_host(ls_files, make_settings):
+    fetcher = ImageFetcher(make_settings(LABEL_STUDIO_URL=None, LABEL_STUDIO_API_KEY=None))
+    before = len(ls_files.requests)
+    with pytest.raises(ImageNotAllowed, match="ALLOWED_HOSTS"):
+        fetcher.fetch(UPLOAD, credentials=Credentials(ls_files.url, ls_files.token))
+    assert len(ls_files.requests) == before, "nothing was sent to a host that is not allowed"
+    port = ls_files.url.rsplit(":", 1)[1]
+    elsewhere = f"{ls_files.url}/redirect?to=http://localhost:{port}/public/p.png"
+    ls_files.add("public/p.png", png(np.full((4, 5, 3), 7, np.uint8)))
+    allowed = ImageFetcher(make_settings(LABEL_STUDIO_URL=None, LABEL_STUDIO_API_KEY=None, ALLOWED_HOSTS="127.0.0.1"))
+    with pytest.raises(ImageNotAllowed, match="localhost"):   # its redirects stay on allowed hosts too
+        allowed.fetch(elsewhere, credentials=Credentials(ls_files.url, ls_files.token))
 
 
 @pytest.mark.parametrize("url, error", [("", ImageReferenceError), (None, ImageReferenceError),
@@ -194,3 +208,36 @@ def test_exif_orientation_is_applied():
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", exif=exif)
     assert decode_image(buffer.getvalue(), 10_000).shape == (40, 20, 3)
+
+
+# ------------------------------------------------------------------------- hostile sources
+def test_a_source_that_drips_bytes_is_cut_off_at_the_overall_deadline(ls_files, make_settings):
+    fetcher = ImageFetcher(make_settings(IMAGE_DOWNLOAD_TIMEOUT="2"))
+    started = time.monotonic()
+    with pytest.raises(ImageSourceError, match="IMAGE_DOWNLOAD_TIMEOUT=2s") as err:
+        fetcher.fetch("/drip/0.2/1/a6b80a50-disc.png")       # each read is quick, the whole never ends
+    assert err.value.status == 504
+    assert time.monotonic() - started < 3
+
+
+def test_messages_name_only_what_the_request_named(ls_files, make_settings):
+    root = ls_files.root / "local"
+    fetcher = ImageFetcher(make_settings(LOCAL_FILES_DOCUMENT_ROOT=str(root)))
+    with pytest.raises(ImageNotFound) as err:
+        fetcher.fetch("/data/local-files/?d=ds1/nothing.png")
+    assert "'ds1/nothing.png'" in err.value.detail and str(root) not in err.value.detail
+    ls_files.add("upload/1/junk.png", b"\x00" * 64)
+    with pytest.raises(ImageDecodeError) as err:
+        fetcher.fetch("/data/upload/1/junk.png")
+    assert " at 0x" not in err.value.detail and "<" not in err.value.detail
+
+
+def test_the_cache_is_bounded_in_bytes(ls_files, make_settings):
+    one_image = 320 * 240 * 3
+    fetcher = ImageFetcher(make_settings(IMAGE_CACHE_BYTES=str(one_image + 10)))
+    fetcher.fetch(UPLOAD)
+    fetcher.fetch(LOCAL)                              # evicts UPLOAD: two do not fit
+    assert len(fetcher.cache) == 1 and fetcher.cache.nbytes == one_image
+    before = ls_files.count("/data/")
+    fetcher.fetch(UPLOAD)
+    assert ls_files.count("/data/") == before + 1

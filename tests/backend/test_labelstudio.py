@@ -77,9 +77,16 @@ def test_env_credentials_win_and_setup_fills_the_gaps():
     setup = Credentials("http://ls:8080", "setup-token")
     assert Credentials.resolve(Settings(), setup) == setup
     env = Settings(label_studio_url="http://env:8080/", label_studio_api_key="env-token")
-    assert Credentials.resolve(env, setup) == Credentials("http://env:8080/".rstrip("/"), "env-token")
+    assert Credentials.resolve(env, setup) == Credentials("http://env:8080/".rstrip("/"), "env-token", trusted=True)
     assert Credentials.resolve(Settings(label_studio_url="http://env:8080"), setup) == \
-        Credentials("http://env:8080", "setup-token")
+        Credentials("http://env:8080", "setup-token", trusted=True)
+
+
+def test_the_env_token_never_goes_to_a_host_learned_from_setup():
+    key_only = Settings(label_studio_api_key="env-token")
+    assert Credentials.resolve(key_only, Credentials("http://elsewhere:8080", None)) == \
+        Credentials("http://elsewhere:8080", None, trusted=False)
+    assert Credentials.resolve(key_only) == Credentials()
 
 
 @pytest.mark.parametrize("text", ["abc", "a.b.c", "", "x.eyJhIjoxfQ.y"])

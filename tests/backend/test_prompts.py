@@ -100,7 +100,11 @@ def test_edge_coordinates_stay_inside_the_image():
     (keypoint("abc", 10), "not a number"),
     (keypoint(150.0, 10), "outside"),
     ({**keypoint(10, 10), "original_width": None}, "original_width"),
-    ({**keypoint(10, 10), "original_height": 0}, "empty image size"),
+    ({**keypoint(10, 10), "original_height": 0}, "impossible image size"),
+    ({**keypoint(10, 10), "original_width": float("inf")}, "impossible image size"),
+    ({**keypoint(10, 10), "original_width": "320"}, "numeric original_width"),
+    ({**keypoint(10, 10), "value": "x=10"}, "value must be an object"),
+    ({**keypoint(10, 10), "to_name": ["image"]}, "to_name must be"),
 ])
 def test_malformed_regions_are_clear_errors(region, message):
     with pytest.raises(PromptError, match=message):
@@ -176,14 +180,20 @@ def prompt_for(label: str | None, to_name: str = "image") -> Prompt:
 @pytest.mark.parametrize("label, to_name, expected", [
     ("Dog", "image", ("brushlabels", "brush", "Dog")),
     ("Tree", "image", ("polygonlabels", "poly", "Tree")),      # the control that lists the label
-    ("Cat", "second", ("polygonlabels", "poly", "Cat")),       # the only output control of that image
-    ("Unknown", "image", ("brushlabels", "brush", "Unknown")),  # none lists it: BrushLabels first
+    ("Tree", "second", ("polygonlabels", "poly", "Tree")),     # the only output control of that image
     (None, "image", ("brushlabels", "brush", "Cat")),          # unlabelled prompt: the control's first label
 ])
 def test_output_control_follows_image_and_label(label, to_name, expected):
     spec = LabelConfig(CONFIG).output_for(prompt_for(label, to_name))
     assert (spec.type, spec.from_name, spec.label) == expected
     assert (spec.to_name, spec.width, spec.height) == (to_name, W, H)
+
+
+def test_a_label_no_output_control_lists_is_a_prompt_error():
+    with pytest.raises(PromptError, match="'Unknown' is not a label of the <brushlabels name='brush'>"):
+        LabelConfig(CONFIG).output_for(prompt_for("Unknown"))
+    with pytest.raises(PromptError, match="'Cat' is not a label of the <polygonlabels name='poly'>"):
+        LabelConfig(CONFIG).output_for(prompt_for("Cat", "second"))
 
 
 def test_config_errors_are_clear():

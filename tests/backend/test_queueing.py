@@ -89,7 +89,7 @@ def test_queued_click_gives_the_in_process_answer(make_settings, redis_url, star
     job = Job.fetch(registry.get_job_ids()[0], connection=redis.Redis.from_url(redis_url))
     (payload,) = job.args
     assert payload["image"] == UPLOAD and payload["task_id"] == 1
-    assert payload["credentials"] == {"url": ls_files.url, "api_key": ls_files.token}
+    assert payload["credentials"] == {"url": ls_files.url, "api_key": ls_files.token, "trusted": True}
     assert len(pickle.dumps(payload)) < 2000
     # an image problem in the worker comes back with the worker's status and detail
     missing = queued.post("/predict", json=with_image(click_body, "/data/upload/1/missing.png"))

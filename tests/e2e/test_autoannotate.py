@@ -142,3 +142,23 @@ def test_retrieve_predictions_gives_the_auto_annotation_masks(make_project: Call
         assert len(prediction["result"]) == 1, name
         expected = predictor.predict(grabcut[name].image, [first_click(grabcut[name])]).mask
         assert iou(brush_mask(prediction["result"][0]), expected) >= SAME_MASK_IOU, name
+
+
+def test_an_empty_answer_never_counts_as_done(make_project: Callable, backend, ls_api, grabcut: dict[str, Sample],
+                                              reference, tmp_path: Path) -> None:
+    _, version = reference
+    names = IMAGES[2:4]
+    project = make_project(names)
+    ls_api.retrieve_predictions(project.id, list(project.tasks.values()))      # no prompts yet
+    assert all(ls_api.predictions(project.tasks[name]) == [] for name in names)
+    stale = project.tasks[names[1]]                 # an empty prediction of this version, stored earlier
+    ls_api.request("POST", "/api/predictions", json={"task": stale, "result": [], "model_version": version})
+    ls_api.request("DELETE", f"/api/ml/{project.ml_id}")   # as in the test above: no live predictions meanwhile
+    for name in names:
+        height, width = grabcut[name].gt.shape
+        annotate_with_keypoint(ls_api, project.tasks[name], first_click(grabcut[name]), width, height)
+    summary = auto_annotate(backend, project.id, tmp_path / "after-prompts.json")
+    assert (summary["done"], summary["skipped"], summary["failed"]) == (2, 0, 0), summary["stdout"]
+    for name in names:
+        (prediction,) = current_predictions(ls_api, project.tasks[name], version)
+        assert prediction["result"], name

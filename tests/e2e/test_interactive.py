@@ -101,26 +101,32 @@ def _wait_for(check: Callable[[], bool], timeout: float = 120.0) -> None:
         time.sleep(0.5)
 
 
-def test_retrieve_predictions_stores_one_prediction_per_task(make_project: Callable, ls_api, reference,
-                                                             grabcut: dict[str, Sample]) -> None:
+def test_retrieve_predictions_stores_one_prediction_per_task_with_prompts(make_project: Callable, ls_api, reference,
+                                                                          grabcut: dict[str, Sample]) -> None:
     names = ("flower", "llama", "person1")
     project = make_project(names)
     task_ids = [project.tasks[n] for n in names]
+    prompted = names[:2]                               # the third task has no prompt: no prediction for it
+    for name in prompted:
+        height, width = grabcut[name].gt.shape
+        click = robot_click(np.zeros(grabcut[name].gt.shape, np.uint8), grabcut[name].gt, [])
+        ls_api.create_annotation(project.tasks[name], [keypoint_region(click, width, height)])
 
     ls_api.retrieve_predictions(project.id, task_ids)
-    _wait_for(lambda: all(ls_api.predictions(t) for t in task_ids))
+    _wait_for(lambda: all(ls_api.predictions(project.tasks[n]) for n in prompted))
 
-    for name in names:
+    for name in prompted:
         predictions = ls_api.predictions(project.tasks[name])
         assert len(predictions) == 1, f"{name}: {len(predictions)} predictions"
-        assert predictions[0]["model_version"] == reference[1]
+        assert predictions[0]["model_version"] == reference[1] and predictions[0]["result"]
         height, width = grabcut[name].gt.shape
         for result in predictions[0]["result"]:
             assert (result["original_width"], result["original_height"]) == (width, height)
 
-    # Label Studio skips tasks that already have a prediction of the current model version
+    # Label Studio skips tasks that already have a prediction of the current model version, and
+    # asks again for the task that has none
     ls_api.retrieve_predictions(project.id, task_ids)
-    assert [len(ls_api.predictions(t)) for t in task_ids] == [1, 1, 1]
+    assert [len(ls_api.predictions(t)) for t in task_ids] == [1, 1, 0]
 
 
 def _captured_webhook(reference_dir: Path, kind: str) -> dict:

@@ -52,7 +52,11 @@ def test_start_training_coalesces_and_promotes_the_candidate(
     state = learning.load_state(make_settings(**env), PROJECT)
     assert sorted(state["trained"]) == ["1-0", "2-0", "3-0", "4-0"]
     assert not any((model_dir / "training" / PROJECT / "runs").iterdir())
-    assert post(client, start)["status"] == "queued", "a finished job no longer absorbs new requests"
+    again = post(client, start)
+    assert again["status"] == "queued", "a finished job no longer absorbs new requests"
+    rerun = wait_job(connection, again["job_id"]).return_value()
+    assert (rerun["status"], rerun["new_examples"]) == ("skipped", 0), "nothing new: no second training"
+    assert registry.current().name == summary["version"]
 
 
 @pytest.mark.slow
