@@ -34,6 +34,7 @@ from .learning import Reason, RunStatus, fine_tune, request_training
 from .logs import configure_logging
 from .queueing import QUEUE_BATCH, QUEUE_INFERENCE, QUEUE_TRAINING, unavailable
 from .registry import ModelRegistry
+from .task_selection import TaskFilter
 from .worker import run_worker
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _auto_annotate(args: argparse.Namespace) -> int:
     summary = autoannotate.run_batch(Settings.from_env(), args.project, only_missing=args.only_missing,
-                                     task_filter=autoannotate.TaskFilter.parse(args.filter),
+                                     task_filter=TaskFilter.parse(args.filter),
                                      center_click=args.center_click, wait=args.wait, job_timeout=args.job_timeout)
     report = summary.to_dict()
     if args.json:

@@ -12,9 +12,10 @@ from typing import Any, Callable, Sequence
 
 from ..config import Settings
 from ..errors import BadRequest
-from ..examples import AnnotationRecord, decode_regions, deleted_annotation_ids, parse_annotation_events, project_key
+from ..annotations import AnnotationRecord, deleted_annotation_ids, parse_annotation_events, project_key
 from ..images import get_fetcher
 from ..jobs import worker_settings
+from ..masks import decode_regions
 from ..queueing import QUEUE_TRAINING, enqueue
 from .local import submit_local
 from .state import RESULT_TTL, example_store

@@ -30,7 +30,8 @@ from fcanet_core.predictor import model_input_short_side
 from fcanet_core.train import TrainConfig
 
 from ..config import Settings
-from ..examples import Example, project_key
+from ..annotations import project_key
+from ..examples import Example
 from ..inference import resolve_device
 from ..jobs import worker_settings
 from ..locks import delete_if_value

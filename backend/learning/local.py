@@ -66,7 +66,8 @@ def request_local(project: str, settings: Settings, reason: Reason) -> dict:
     jobs = _local()
     with jobs.lock:
         if project in jobs.pending:
-            return {"status": RequestStatus.COALESCED, "project": project, "job_id": jobs.pending[project], "reason": reason}
+            return {"status": RequestStatus.COALESCED, "project": project, "job_id": jobs.pending[project],
+                    "reason": reason}
         job_id = jobs.pending[project] = f"local-fine-tune-{project}-{uuid.uuid4().hex[:8]}"
     jobs.submit(job_id, _run_fine_tune, project, reason, settings, job_id)
     return {"status": RequestStatus.QUEUED, "project": project, "job_id": job_id, "reason": reason}

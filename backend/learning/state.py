@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import Settings
-from ..examples import Example, ExampleStore, project_key
+from ..annotations import project_key
+from ..examples import Example, ExampleStore
 from ..registry import write_json_atomic
 
 KEY_PREFIX = "fcanet:learning"

@@ -16,7 +16,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from ..config import Settings
-from ..examples import project_key
+from ..annotations import project_key
 from ..queueing import QUEUE_TRAINING, redis_connection, unavailable
 from .local import request_local
 from .state import RESULT_TTL, example_store, load_state, new_examples, pending_key

@@ -1,4 +1,4 @@
-"""Auto-annotation: task selection, and the batch on a real Redis and worker.
+"""Auto-annotation: the task claim, and the batch on a real Redis and worker.
 
 The Label Studio task API itself is exercised end to end in ``tests/e2e/test_autoannotate.py``;
 here the image routes are served by ``ls_files``, which has no task API, so jobs that ask it for a
@@ -10,41 +10,10 @@ import pytest
 import redis
 from rq import Queue
 
-from backend.autoannotate import (DONE, FAILED, SKIPPED, BatchSummary, TaskFilter, TaskJob, TaskOutcome, claim_key,
-                                  execute_batch, has_version, task_claim)
+from backend.autoannotate import BatchSummary, TaskJob, TaskOutcome, TaskStatus, claim_key, execute_batch, task_claim
 from backend.errors import BackendError
 from backend.labelstudio import Credentials
 from tests.backend.test_task_prediction import CONFIG
-
-
-# ---------------------------------------------------------------------------- task selection
-def test_task_filter():
-    tasks = [{"id": i, "total_annotations": i % 2, "data": {"image": f"/data/upload/1/x-{name}"}}
-             for i, name in enumerate(["teddy.jpg", "banana1.png", "banana2.png", "llama.png"], start=1)]
-
-    def chosen(*expressions: str) -> list[int]:
-        flt = TaskFilter.parse(expressions)
-        return [t["id"] for t in tasks if flt.matches(t)]
-
-    assert chosen() == [1, 2, 3, 4]
-    assert chosen("id=1,3-4") == [1, 3, 4]
-    assert chosen("annotated=yes") == [1, 3]
-    assert chosen("annotated=no", "image~banana") == [2]
-    assert chosen("id=2-3", "image~banana", "annotated=true") == [3]
-    assert chosen("missing~x") == []
-    for bad in ("id=a", "annotated=maybe", "image~(", "nonsense", "~x"):
-        with pytest.raises(ValueError, match="bad --filter"):
-            TaskFilter.parse([bad])
-
-
-def test_has_version_reads_the_listed_prediction_versions():
-    assert has_version({"predictions_model_versions": " x,fcanet-lite0-default,v2"}, "fcanet-lite0-default")
-    assert not has_version({"predictions_model_versions": "fcanet-lite0-default-2"}, "fcanet-lite0-default")
-    assert not has_version({"predictions_model_versions": ""}, "v1")
-    listed = {"predictions_model_versions": "v1", "predictions": [{"model_version": "v1", "result": []}]}
-    assert not has_version(listed, "v1"), "an empty prediction is not done"
-    listed["predictions"].append({"model_version": "v1", "result": [{"type": "brushlabels"}]})
-    assert has_version(listed, "v1")
 
 
 # ------------------------------------------------------------------- batch: real Redis, real worker
@@ -54,7 +23,7 @@ def _jobs(task_ids: list[int]) -> list[TaskJob]:
 
 def _summary(mode: str) -> BatchSummary:
     return BatchSummary(project=1, model_version="tiny-lite0", mode=mode, workers=0,
-                        outcomes=[TaskOutcome(9, SKIPPED, "has a prediction of model version tiny-lite0")])
+                        outcomes=[TaskOutcome(9, TaskStatus.SKIPPED, "has a prediction of model version tiny-lite0")])
 
 
 @pytest.mark.slow
@@ -97,8 +66,8 @@ def test_queued_job_skips_a_task_another_run_is_annotating(make_settings, redis_
     try:
         summary = execute_batch(settings, _jobs([1, 2]), _summary("queued"), progress=False)
         outcomes = {o.task_id: o for o in summary.outcomes}
-        assert outcomes[2].status == SKIPPED and "another auto-annotation run" in outcomes[2].reason
-        assert outcomes[1].status == FAILED  # it ran (the file server has no task API)
+        assert outcomes[2].status == TaskStatus.SKIPPED and "another auto-annotation run" in outcomes[2].reason
+        assert outcomes[1].status == TaskStatus.FAILED  # it ran (the file server has no task API)
         assert connection.get(busy) == b"another run"
         assert not connection.exists(claim_key(Credentials.resolve(settings).url, 1))  # released after the job
     finally:
@@ -119,6 +88,7 @@ def test_queued_batch_without_worker(make_settings, redis_url):
 
 def test_in_process_batch_continues_after_failures(make_settings):
     summary = execute_batch(make_settings(), _jobs([4, 5]), _summary("in-process"), progress=False)
-    assert [(o.task_id, o.status) for o in summary.outcomes] == [(9, SKIPPED), (4, FAILED), (5, FAILED)]
+    skipped, failed = TaskStatus.SKIPPED, TaskStatus.FAILED
+    assert [(o.task_id, o.status) for o in summary.outcomes] == [(9, skipped), (4, failed), (5, failed)]
     assert all("HTTP 404" in o.reason for o in summary.outcomes[1:])
-    assert summary.to_dict()["done"] == 0 and DONE not in {o.status for o in summary.outcomes}
+    assert summary.to_dict()["done"] == 0 and TaskStatus.DONE not in {o.status for o in summary.outcomes}

@@ -12,7 +12,9 @@ from rq import Queue
 
 from backend import cron, learning
 from backend.bench.harness import ManagedProcess
-from backend.examples import AnnotationRecord, ExampleStore, Instance
+from backend.annotations import AnnotationRecord
+from backend.examples import ExampleStore
+from backend.masks import Instance
 from backend.registry import write_json_atomic
 
 

@@ -12,7 +12,9 @@ from label_studio_sdk.converter.brush import mask2rle
 from PIL import Image
 from rq.job import Job, JobStatus
 
-from backend.examples import AnnotationRecord, ExampleStore, Instance
+from backend.annotations import AnnotationRecord
+from backend.examples import ExampleStore
+from backend.masks import Instance
 
 PROJECT = "9"
 #: A recipe that trains in seconds; one robot click per held-out example makes the promotion gate
