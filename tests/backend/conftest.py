@@ -23,6 +23,7 @@ Function fixtures
     ``start_worker(env=None, queues="inference") -> ManagedProcess``: a real ``python -m backend worker``
         subprocess with ``backend_env`` (+ ``env``), registered in Redis; stopped after the test.
     ``capture(name) -> dict``: a request body captured from a real Label Studio.
+    ``click_body`` -> dict: the captured interactive request (one positive keypoint at the centre).
     ``serve_http(app) -> str``: the Flask ``app`` served over real HTTP on 127.0.0.1 (werkzeug,
         one thread per request); returns its base URL; stopped after the test.
     ``pat`` -> str: a new personal access token that ``ls_files`` exchanges; ``jwt_token(claims) -> str``.
@@ -331,3 +332,9 @@ def capture(reference_dir: Path) -> Callable[[str], dict]:
     def load(name: str) -> dict:
         return json.loads((reference_dir / "labelstudio" / f"{name}.json").read_text())
     return load
+
+
+@pytest.fixture
+def click_body(capture: Callable[[str], dict]) -> dict:
+    """The captured interactive request (one positive smart keypoint at the image centre)."""
+    return capture("predict_interactive_pos")

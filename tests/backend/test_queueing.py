@@ -18,11 +18,6 @@ from backend.bench.harness import free_port
 UPLOAD = "/data/upload/1/a6b80a50-disc.png"
 
 
-@pytest.fixture
-def click_body(capture):
-    return capture("predict_interactive_pos")
-
-
 def with_image(body: dict, image: str) -> dict:
     body = copy.deepcopy(body)
     body["tasks"][0]["data"]["image"] = image

@@ -17,11 +17,6 @@ from backend.registry import ModelRegistry
 from tests.backend.test_queueing import inference_queue, with_image
 
 
-@pytest.fixture
-def click_body(capture):
-    return capture("predict_interactive_pos")
-
-
 @pytest.mark.slow
 def test_a_killed_worker_fails_the_click_and_a_restarted_worker_answers(make_settings, redis_url, start_worker,
                                                                         click_body):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import redis
@@ -13,6 +13,7 @@ from PIL import Image
 from rq.job import Job, JobStatus
 
 from backend.annotations import AnnotationRecord
+from backend.app import create_app
 from backend.examples import ExampleStore
 from backend.masks import Instance
 
@@ -63,3 +64,14 @@ def put_examples(model_dir: Path, pairs, ids) -> None:
     store = ExampleStore(model_dir / "examples")
     for (image, mask), ann in zip(pairs, ids):
         store.put(AnnotationRecord(PROJECT, ann, ann, f"/x/{ann}.png", "t", ()), image, [Instance("r", "Object", mask)])
+
+
+def four_examples_and_start(make_settings: Callable, env: dict, redis_url: str, capture: Callable,
+                            horses: list) -> tuple[Path, Any, dict]:
+    """Four stored examples of the project, a queued app's test client and a Start Training body."""
+    model_dir = Path(env["MODEL_DIR"])
+    put_examples(model_dir, horses[:4], [1, 2, 3, 4])
+    client = create_app(make_settings(**env, REDIS_URL=redis_url)).test_client()
+    start = capture("webhook_start_training")
+    start["project"]["id"] = int(PROJECT)
+    return model_dir, client, start

@@ -12,21 +12,16 @@ from rq import Queue
 from rq.job import JobStatus
 
 from backend import learning
-from backend.app import create_app
 from backend.registry import ModelRegistry
 from fcanet_core import load_model
 from fcanet_core.predictor import model_input_short_side
-from tests.backend.learning.support import PROJECT, post, put_examples, wait_job
+from tests.backend.learning.support import PROJECT, four_examples_and_start, post, put_examples, wait_job
 
 
 @pytest.mark.slow
 def test_start_training_coalesces_and_promotes_the_candidate(
         make_settings, env, redis_url, capture, horses, start_worker, tiny_checkpoint) -> None:
-    model_dir = Path(env["MODEL_DIR"])
-    put_examples(model_dir, horses[:4], [1, 2, 3, 4])
-    client = create_app(make_settings(**env, REDIS_URL=redis_url)).test_client()
-    start = capture("webhook_start_training")
-    start["project"]["id"] = int(PROJECT)
+    model_dir, client, start = four_examples_and_start(make_settings, env, redis_url, capture, horses)
     first, second = post(client, start), post(client, start)
     assert (first["status"], second["status"]) == ("queued", "coalesced")
     assert first["job_id"] == second["job_id"]
@@ -62,11 +57,7 @@ def test_start_training_coalesces_and_promotes_the_candidate(
 @pytest.mark.slow
 def test_killed_trainer_leaves_the_model_fails_the_job_frees_the_lock_and_a_rerun_works(
         make_settings, env, redis_url, capture, horses, start_worker, tiny_checkpoint) -> None:
-    model_dir = Path(env["MODEL_DIR"])
-    put_examples(model_dir, horses[:4], [1, 2, 3, 4])
-    client = create_app(make_settings(**env, REDIS_URL=redis_url)).test_client()
-    start = capture("webhook_start_training")
-    start["project"]["id"] = int(PROJECT)
+    model_dir, client, start = four_examples_and_start(make_settings, env, redis_url, capture, horses)
     connection = redis.Redis.from_url(redis_url)
     registry = ModelRegistry(model_dir, str(tiny_checkpoint))
     default_bytes = tiny_checkpoint.read_bytes()
