@@ -7,6 +7,7 @@ over HTTP on loopback.
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import logging
@@ -261,3 +262,10 @@ def run_report(produce: Callable[[], dict], json_path: Path | None,
         json_path.write_text(text + "\n")
     sys.stdout.write(text + "\n")
     return 1 if failed(report) else 0
+
+
+def bench_parser(prog: str, doc: str) -> argparse.ArgumentParser:
+    """A benchmark's command line, described by the first paragraph of ``doc``, with ``--json OUT``."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, help="also write the report here")
+    return parser

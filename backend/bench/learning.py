@@ -41,7 +41,7 @@ import numpy as np
 from label_studio_sdk.converter.brush import mask2rle
 
 from ..config import Settings
-from .harness import SHARED, ImageServer, machine_info, percentiles_ms, run_report
+from .harness import SHARED, ImageServer, bench_parser, machine_info, percentiles_ms, run_report
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def run(data: Path, annotations: int, eval_images: int, checkpoint: str, seed: i
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m backend.learning_bench``."""
-    parser = argparse.ArgumentParser(prog="python -m backend.learning_bench", description=__doc__.split("\n\n")[0])
+    parser = bench_parser("python -m backend.learning_bench", __doc__ or "")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="index.csv folder (default: shared horses)")
     parser.add_argument("--annotations", type=int, default=100, help="annotations fed through the webhook")
     parser.add_argument("--eval", type=int, default=200, help="other images for the NoC evaluation")
@@ -162,7 +162,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--crop", type=int, help="FINETUNE_CROP")
     parser.add_argument("--robot-rounds", type=int, help="FINETUNE_ROBOT_ROUNDS")
     parser.add_argument("--work-dir", type=Path, help="MODEL_DIR parent (default: a temp folder)")
-    parser.add_argument("--json", type=Path, help="also write the report here")
     return parser
 
 

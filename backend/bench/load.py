@@ -61,7 +61,7 @@ from fcanet_core.datasets import Sample, load_samples
 from fcanet_core.robot import iou
 
 from .annotator import LABEL_CONFIG, keypoint_region, result_mask, robot_click
-from .harness import (DEFAULT_REDIS_URL, SHARED, ImageServer, ManagedProcess, claim_redis_db, free_port,
+from .harness import (DEFAULT_REDIS_URL, SHARED, ImageServer, ManagedProcess, bench_parser, claim_redis_db, free_port,
                       machine_info, percentiles_ms, release_redis_db, run_report, web_process, worker_process)
 
 logger = logging.getLogger(__name__)
@@ -250,8 +250,9 @@ def run_bench(annotators: int, clicks: int, images: Path, redis_url: str | None,
     try:
         with ImageServer(images) as image_server:
             image_urls = [image_server.url(s.image_path) for s in samples]
-            env = dict(os.environ, MODEL_DIR=str(log_dir / "model_data"), ALLOWED_HOSTS=f"127.0.0.1:{image_server.port}",
-                       PYTHONUNBUFFERED="1", LOG_LEVEL=os.environ.get("LOG_LEVEL", "WARNING"))
+            env = dict(os.environ, MODEL_DIR=str(log_dir / "model_data"),
+                       ALLOWED_HOSTS=f"127.0.0.1:{image_server.port}", PYTHONUNBUFFERED="1",
+                       LOG_LEVEL=os.environ.get("LOG_LEVEL", "WARNING"))
             env.pop("REDIS_URL", None)
             if torch_threads:
                 env.update(OMP_NUM_THREADS=str(torch_threads), MKL_NUM_THREADS=str(torch_threads))
@@ -307,7 +308,7 @@ def _positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m backend.bench``."""
-    parser = argparse.ArgumentParser(prog="python -m backend.bench", description=__doc__.split("\n\n")[0])
+    parser = bench_parser("python -m backend.bench", __doc__ or "")
     parser.add_argument("--annotators", type=_positive_int, default=8, help="concurrent robot annotators")
     parser.add_argument("--clicks", type=_positive_int, default=10, help="clicks per annotator")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL,
@@ -321,7 +322,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="CPU threads per inference process (OMP_NUM_THREADS of the spawned processes; "
                              "default: torch's own choice)")
     parser.add_argument("--log-dir", type=Path, help="where process logs go (default: a temp folder)")
-    parser.add_argument("--json", type=Path, help="also write the report here")
     return parser
 
 
