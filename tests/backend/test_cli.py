@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 import sys
 
@@ -13,7 +12,6 @@ from rq import Worker
 
 from backend import cli
 from backend.bench.harness import REPO_ROOT, ManagedProcess, free_port
-from backend.logs import JsonFormatter
 
 
 def commands(parser) -> set[str]:
@@ -66,14 +64,6 @@ def test_serve_runs_the_wsgi_app_under_gunicorn(backend_env, tmp_path):
     lines = [json.loads(line) for line in web.log_path.read_text().splitlines() if line.startswith("{")]
     assert any(line["msg"] == "request" and line.get("route") == "/predict" and line.get("status") == 400
                for line in lines)
-
-
-def test_json_log_lines_carry_the_extra_fields():
-    record = logging.LogRecord("backend.x", logging.INFO, __file__, 1, "segmented %s", ("ok",), None)
-    record.task_id, record.duration_ms = 7, 12.5
-    line = json.loads(JsonFormatter().format(record))
-    assert line["msg"] == "segmented ok" and line["level"] == "info" and line["logger"] == "backend.x"
-    assert line["task_id"] == 7 and line["duration_ms"] == 12.5
 
 
 @pytest.mark.slow
