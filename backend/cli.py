@@ -39,6 +39,7 @@ from .worker import run_worker
 
 logger = logging.getLogger(__name__)
 
+
 def _serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     host, port = args.host, args.port or settings.port

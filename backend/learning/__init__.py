@@ -21,9 +21,9 @@ from .finetune import fine_tune
 from .gate import evaluate_model, not_worse, split_examples
 from .local import wait_local_jobs
 from .state import KEY_PREFIX, RESULT_TTL, example_store, load_state, new_examples, training_dir
-from .status import Reason, RequestStatus, RunStatus
+from .status import Reason, RunStatus
 from .trigger import request_training
 
-__all__ = ["KEY_PREFIX", "RESULT_TTL", "Reason", "RequestStatus", "RunStatus", "collect", "evaluate_model",
+__all__ = ["KEY_PREFIX", "RESULT_TTL", "Reason", "RunStatus", "collect", "evaluate_model",
            "example_store", "fine_tune", "handle_event", "load_state", "new_examples", "not_worse", "remove",
            "request_training", "split_examples", "training_dir", "wait_local_jobs"]
