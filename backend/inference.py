@@ -20,7 +20,7 @@ from fcanet_core import Click, Predictor, load_model
 
 from .config import Settings
 from .lru import LRUCache
-from .prompts import Box
+from .regions import Box
 from .registry import ModelRegistry, ModelVersion
 
 logger = logging.getLogger(__name__)

@@ -17,14 +17,8 @@ from .config import Settings
 from .images import get_fetcher
 from .jobs import SegmentRequest
 from .labelstudio import Credentials
-from .prompts import (
-    KEYPOINT_TYPES,
-    RECTANGLE_TYPES,
-    LabelConfig,
-    Prompt,
-    PromptError,
-    parse_prompt,
-)
+from .prompts import LabelConfig, Prompt, parse_prompt
+from .regions import KEYPOINT_TYPES, RECTANGLE_TYPES, PromptError
 
 #: Where prompts are looked for, in tie-break order.
 PROMPT_SOURCES = ("annotations", "drafts", "predictions")

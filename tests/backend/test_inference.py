@@ -8,7 +8,7 @@ from PIL import Image
 
 import fcanet_core
 from backend.inference import InferenceEngine, get_engine, resolve_device
-from backend.prompts import Box
+from backend.regions import Box
 from backend.registry import ModelRegistry
 from fcanet_core import Click
 from fcanet_core.transforms import zoom_crop

@@ -7,7 +7,8 @@ from backend.bench.annotator import brush_mask
 from backend.errors import BadRequest
 from backend.jobs import SegmentRequest, run_segment
 from backend.labelstudio import Credentials
-from backend.prompts import Box, OutputSpec
+from backend.prompts import OutputSpec
+from backend.regions import Box
 from fcanet_core import Click
 
 

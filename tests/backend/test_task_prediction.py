@@ -11,7 +11,8 @@ from backend.images import get_fetcher
 from backend.inference import get_engine
 from backend.jobs import run_segment
 from backend.labelstudio import Credentials
-from backend.prompts import LabelConfig, PromptError
+from backend.prompts import LabelConfig
+from backend.regions import PromptError
 from backend.task_prediction import center_prompt, predict_task, prompts_from_task
 from fcanet_core import Click
 
