@@ -17,32 +17,28 @@ Idempotent and resumable: a task that already has a non-empty prediction of the 
 version is skipped (checked when listing and again by the job), so a rerun or a run after a crash
 only does what is missing; ``--no-only-missing`` predicts again and replaces the current version's
 predictions. A task whose masks all come out empty gets no prediction (it is reported skipped), and
-an empty prediction of the current version stored earlier does not count as done: it is replaced. With ``REDIS_URL`` set there is one job per task on the ``batch`` queue, so several
-workers share a project, and each job first claims its task in Redis, so two runs started at
-once never predict the same task twice (the later one reports it as skipped); without it the tasks
-run in this process. One failing task (a broken image, a malformed region) is reported and never
-stops the batch.
+an empty prediction of the current version stored earlier does not count as done: it is replaced.
+With ``REDIS_URL`` set there is one job per task on the ``batch`` queue, so several workers share a
+project, and each job first claims its task in Redis, so two runs started at once never predict
+the same task twice (the later one reports it as skipped); without it the tasks run in this process.
+One failing task (a broken image, a malformed region) is reported and never stops the batch.
 
 ``--filter`` (repeatable, all must hold): ``id=1,5,10-20``, ``annotated=yes|no``, or
 ``FIELD~REGEX`` (a regular expression searched in the task's ``data[FIELD]``).
 
-Label Studio's "Retrieve predictions" (``/predict`` with ``context: null``) gives the same masks
-when the model class calls :func:`predict_task` with its runner's ``segment``.
+The prompts → prediction step is :mod:`backend.task_prediction`, shared with Label Studio's
+"Retrieve predictions" (``/predict`` with ``context: null``), which so gives the same masks.
 """
 from __future__ import annotations
 
-import argparse
 import functools
-import json
 import logging
-import re
 import time
-import uuid
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from enum import StrEnum
+from typing import Iterator, Sequence
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -51,112 +47,40 @@ from rq.job import Job, JobStatus
 from rq.worker import Worker
 from tqdm import tqdm
 
-from fcanet_core import Click
-
-from .config import Settings, parse_bool
+from .config import Settings
 from .errors import BackendError
-from .images import get_fetcher
 from .inference import get_engine
-from .jobs import SegmentRequest, run_segment, worker_settings
+from .jobs import run_segment, worker_settings
 from .labelstudio import Credentials, LabelStudioClient
-from .prompts import KEYPOINT_TYPES, RECTANGLE_TYPES, LabelConfig, Prompt, PromptError, parse_prompt
-from .queueing import QUEUE_BATCH, delete_if_value, enqueue, redis_connection, unavailable
+from .locks import OwnerLock
+from .prompts import LabelConfig
+from .queueing import QUEUE_BATCH, enqueue, redis_connection, unavailable
 from .registry import ModelRegistry
+from .task_prediction import center_prompt, predict_prompts, prompts_from_task
+from .task_selection import TaskFilter, has_version, list_tasks
 
 logger = logging.getLogger(__name__)
 
 #: Import path of :func:`annotate_task`, as enqueued on the ``batch`` queue.
 ANNOTATE_JOB = "backend.autoannotate.annotate_task"
-#: Where prompts are looked for, in tie-break order.
-PROMPT_SOURCES = ("annotations", "drafts", "predictions")
-#: Task fields fetched when listing a project.
-LIST_FIELDS = "id,data,total_annotations,predictions_model_versions,predictions"
-PAGE_SIZE = 100
 #: Seconds between polls of the batch jobs; finished job results are kept this long in Redis.
 POLL_S = 0.5
 RESULT_TTL = 24 * 3600
 
-DONE, SKIPPED, FAILED = "done", "skipped", "failed"
+
+
+class TaskStatus(StrEnum):
+    """What happened to one task."""
+
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
 
 #: Seconds one task's job may run (``--job-timeout``); a task's claim lives as long.
 JOB_TIMEOUT = 600
 #: Prefix of the per-task claim keys.
 CLAIM_PREFIX = "fcanet:autoannotate:claim"
-
-
-# ------------------------------------------------------------------------ prompts → prediction
-def prompt_regions(task: dict) -> list[dict]:
-    """Keypoint and rectangle regions of the task's newest annotation, draft or prediction holding any."""
-    best: tuple[tuple[str, int], list[dict]] | None = None
-    for rank, key in enumerate(PROMPT_SOURCES):
-        for item in task.get(key) or []:
-            if not isinstance(item, dict) or item.get("was_cancelled"):
-                continue
-            regions = [r for r in item.get("result") or []
-                       if isinstance(r, dict) and r.get("type") in KEYPOINT_TYPES + RECTANGLE_TYPES]
-            stamp = (str(item.get("updated_at") or item.get("created_at") or ""), -rank)
-            if regions and (best is None or stamp > best[0]):
-                best = (stamp, regions)
-    return best[1] if best else []
-
-
-def prompts_from_task(task: dict) -> list[Prompt]:
-    """One prompt per object of the task: each positive keypoint, each rectangle (see module docstring).
-
-    Raises:
-        PromptError: a malformed region.
-    """
-    prompts = (parse_prompt({"result": [region]}) for region in prompt_regions(task))
-    return [p for p in prompts if p is not None]
-
-
-def center_prompt(task: dict, config: LabelConfig, settings: Settings, credentials: Credentials) -> Prompt:
-    """A positive click at the centre of the task's image (the first image that has an output control)."""
-    to_name = next((name for name in config.images if any(name in c.to_names for c in config.controls)), None)
-    if to_name is None:
-        raise PromptError("the labeling config has no BrushLabels or PolygonLabels control on an image")
-    image = get_fetcher(settings).fetch(config.image_reference(task, to_name), task.get("id"), credentials)
-    height, width = image.shape[:2]
-    return Prompt((Click(width // 2, height // 2, True),), None, None, to_name, width, height)
-
-
-def predict_prompts(task: dict, prompts: Sequence[Prompt], config: LabelConfig,
-                    segment: Callable[[SegmentRequest], dict], credentials: Credentials,
-                    model_version: str | None) -> dict:
-    """One prediction with a mask per object prompt: every object's results, their mean score.
-
-    Args:
-        task: the Label Studio task (``id``, ``data``).
-        prompts: one per object, e.g. from :func:`prompts_from_task`.
-        config: the project's labeling config.
-        segment: runs one click request, e.g. ``Runner.segment`` or
-            ``functools.partial(backend.jobs.run_segment, settings=...)``.
-        credentials: Label Studio URL and token for the task image.
-        model_version: the version expected to answer.
-
-    Returns:
-        ``{"result": [...], "score", "model_version"}`` (the version of the answers).
-    """
-    answers = [segment(SegmentRequest(image=config.image_reference(task, p.to_name), task_id=task.get("id"),
-                                      credentials=credentials, clicks=p.clicks, box=p.box,
-                                      output=config.output_for(p), model_version=model_version))
-               for p in prompts]
-    return {
-        "result": [region for answer in answers for region in answer["result"]],
-        "score": sum(a["score"] for a in answers) / len(answers) if answers else 0.0,
-        "model_version": answers[0]["model_version"] if answers else model_version,
-    }
-
-
-def predict_task(task: dict, config: LabelConfig, segment: Callable[[SegmentRequest], dict],
-                 credentials: Credentials, model_version: str | None) -> dict | None:
-    """The prediction for a task from its own prompts (:func:`predict_prompts`), ``None`` without prompts.
-
-    This is what ``/predict`` without context ("Retrieve predictions") should answer for a task
-    that carries prompts, so that it gives the masks auto-annotation gives.
-    """
-    prompts = prompts_from_task(task)
-    return predict_prompts(task, prompts, config, segment, credentials, model_version) if prompts else None
 
 
 # ------------------------------------------------------------------------------------ one task
@@ -187,7 +111,7 @@ class TaskOutcome:
     """What happened to one task: ``done``, ``skipped`` or ``failed``, and why."""
 
     task_id: int
-    status: str
+    status: TaskStatus
     reason: str = ""
     objects: int = 0
     model_version: str | None = None
@@ -209,26 +133,26 @@ def process_task(job: TaskJob, settings: Settings) -> TaskOutcome:
         task = client.api("GET", f"/api/tasks/{job.task_id}")
         current = [p["id"] for p in task.get("predictions") or [] if p.get("model_version") == version]
         if has_version(task, version) and not job.replace:
-            return TaskOutcome(job.task_id, SKIPPED, f"has a prediction of model version {version}")
+            return TaskOutcome(job.task_id, TaskStatus.SKIPPED, f"has a prediction of model version {version}")
         config = LabelConfig(job.label_config)
         prompts = prompts_from_task(task)
         if not prompts and job.center_click:
             prompts = [center_prompt(task, config, settings, credentials)]
         if not prompts:
-            return TaskOutcome(job.task_id, SKIPPED, "no keypoint or rectangle prompts")
+            return TaskOutcome(job.task_id, TaskStatus.SKIPPED, "no keypoint or rectangle prompts")
         prediction = predict_prompts(task, prompts, config, functools.partial(run_segment, settings=settings),
                                      credentials, version)
         if not prediction["result"]:
-            return TaskOutcome(job.task_id, SKIPPED, "every mask came out empty: no prediction stored")
+            return TaskOutcome(job.task_id, TaskStatus.SKIPPED, "every mask came out empty: no prediction stored")
         client.api("POST", "/api/predictions", json={"task": job.task_id, **prediction})
         for prediction_id in current:
             client.api("DELETE", f"/api/predictions/{prediction_id}")
     except BackendError as exc:
         logger.warning("auto-annotation failed", extra={"task_id": job.task_id, "detail": exc.detail})
-        return TaskOutcome(job.task_id, FAILED, exc.detail)
+        return TaskOutcome(job.task_id, TaskStatus.FAILED, exc.detail)
     logger.info("auto-annotated", extra={"task_id": job.task_id, "objects": len(prompts),
                                          "model_version": prediction["model_version"]})
-    return TaskOutcome(job.task_id, DONE, objects=len(prompts), model_version=prediction["model_version"])
+    return TaskOutcome(job.task_id, TaskStatus.DONE, objects=len(prompts), model_version=prediction["model_version"])
 
 
 def annotate_task(payload: dict) -> dict:
@@ -243,7 +167,8 @@ def annotate_task(payload: dict) -> dict:
     key = claim_key(Credentials.resolve(settings, job.credentials).url, job.task_id)
     with task_claim(redis_connection(settings), key, ttl) as claimed:
         if not claimed:
-            return TaskOutcome(job.task_id, SKIPPED, "another auto-annotation run is working on it").to_dict()
+            busy = "another auto-annotation run is working on it"
+            return TaskOutcome(job.task_id, TaskStatus.SKIPPED, busy).to_dict()
         return process_task(job, settings).to_dict()
 
 
@@ -259,87 +184,13 @@ def task_claim(connection: Redis, key: str, ttl: int) -> Iterator[bool]:
     The claim is released on exit (only if it is still ours: it may have expired and been taken);
     a worker killed mid-task leaves it to expire with the TTL.
     """
-    token = uuid.uuid4().hex
-    claimed = bool(connection.set(key, token, nx=True, ex=max(1, ttl)))
+    claim = OwnerLock(connection, key, ttl)
+    claimed = claim.try_acquire()
     try:
         yield claimed
     finally:
         if claimed:
-            delete_if_value(connection, key, token)
-
-
-# ----------------------------------------------------------------------------- task selection
-@dataclass(frozen=True)
-class TaskFilter:
-    """Which tasks to consider (see ``--filter`` in the module docstring)."""
-
-    ids: frozenset[int] | None = None
-    annotated: bool | None = None
-    data: tuple[tuple[str, re.Pattern], ...] = ()
-
-    @classmethod
-    def parse(cls, expressions: Sequence[str]) -> "TaskFilter":
-        """Parse ``--filter`` expressions; ``ValueError`` with the accepted forms for a bad one."""
-        ids: set[int] | None = None
-        annotated, data = None, []
-        for expr in expressions:
-            try:
-                if expr.startswith("id="):
-                    ids = (ids or set()) | _id_set(expr[3:])
-                elif expr.startswith("annotated="):
-                    annotated = parse_bool(expr[len("annotated="):])
-                elif "~" in expr and expr.split("~", 1)[0]:
-                    key, pattern = expr.split("~", 1)
-                    data.append((key, re.compile(pattern)))
-                else:
-                    raise ValueError("unknown form")
-            except (ValueError, re.error) as exc:
-                raise ValueError(f"bad --filter {expr!r} ({exc}); use id=1,5,10-20, annotated=yes|no "
-                                 "or FIELD~REGEX") from None
-        return cls(None if ids is None else frozenset(ids), annotated, tuple(data))
-
-    def matches(self, task: dict) -> bool:
-        """Whether a listed task passes every condition."""
-        if self.ids is not None and task.get("id") not in self.ids:
-            return False
-        if self.annotated is not None and (int(task.get("total_annotations") or 0) > 0) != self.annotated:
-            return False
-        values = task.get("data") or {}
-        return all(key in values and pattern.search(str(values[key])) for key, pattern in self.data)
-
-
-def _id_set(text: str) -> set[int]:
-    """``1,5,10-20`` → the ids it names."""
-    ids: set[int] = set()
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        low, _, high = part.partition("-")
-        ids.update(range(int(low), int(high or low) + 1))
-    if not ids:
-        raise ValueError("no ids")
-    return ids
-
-
-def list_tasks(client: LabelStudioClient, project_id: int) -> list[dict]:
-    """Every task of the project (id, data, annotation count, prediction versions)."""
-    tasks: list[dict] = []
-    page = 1
-    while True:
-        body = client.api("GET", "/api/tasks", params={"project": project_id, "page": page, "page_size": PAGE_SIZE,
-                                                       "fields": "all", "include": LIST_FIELDS})
-        tasks.extend(body["tasks"])
-        if not body["tasks"] or len(tasks) >= int(body["total"]):
-            return tasks
-        page += 1
-
-
-def has_version(task: dict, version: str) -> bool:
-    """Whether a task has a non-empty prediction of ``version`` (from its ``predictions``; a listing
-    without them: ``predictions_model_versions``)."""
-    predictions = task.get("predictions")
-    if isinstance(predictions, list):
-        return any(isinstance(p, dict) and p.get("model_version") == version and p.get("result")
-                   for p in predictions)
-    return version in {v.strip() for v in str(task.get("predictions_model_versions") or "").split(",")}
+            claim.release()
 
 
 # -------------------------------------------------------------------------------------- batch
@@ -356,20 +207,21 @@ class BatchSummary:
     pending: list[int] = field(default_factory=list)  # enqueued but not finished (queued mode)
     wall_s: float = 0.0
 
-    def count(self, status: str) -> int:
+    def count(self, status: TaskStatus) -> int:
         """Number of tasks with this outcome status."""
         return sum(o.status == status for o in self.outcomes)
 
     def to_dict(self) -> dict:
         """JSON-ready: counts, failures with reasons, skip reasons, throughput."""
-        done = self.count(DONE)
+        done = self.count(TaskStatus.DONE)
         return {
             "project": self.project, "model_version": self.model_version, "mode": self.mode,
             "workers": self.workers, "tasks": len(self.outcomes) + len(self.pending),
-            "filtered_out": self.filtered_out, "done": done, "skipped": self.count(SKIPPED),
-            "failed": self.count(FAILED), "pending": len(self.pending), "pending_tasks": self.pending,
-            "skip_reasons": dict(Counter(o.reason for o in self.outcomes if o.status == SKIPPED)),
-            "failures": [{"task_id": o.task_id, "reason": o.reason} for o in self.outcomes if o.status == FAILED],
+            "filtered_out": self.filtered_out, "done": done, "skipped": self.count(TaskStatus.SKIPPED),
+            "failed": self.count(TaskStatus.FAILED), "pending": len(self.pending), "pending_tasks": self.pending,
+            "skip_reasons": dict(Counter(o.reason for o in self.outcomes if o.status == TaskStatus.SKIPPED)),
+            "failures": [{"task_id": o.task_id, "reason": o.reason} for o in self.outcomes
+                         if o.status == TaskStatus.FAILED],
             "objects": sum(o.objects for o in self.outcomes), "wall_s": round(self.wall_s, 3),
             "tasks_per_minute": round(60.0 * done / self.wall_s, 2) if self.wall_s > 0 else 0.0,
         }
@@ -397,7 +249,8 @@ def plan_batch(settings: Settings, project_id: int, *, only_missing: bool = True
     todo = []
     for task in selected:
         if only_missing and has_version(task, version):
-            summary.outcomes.append(TaskOutcome(task["id"], SKIPPED, f"has a prediction of model version {version}"))
+            summary.outcomes.append(TaskOutcome(task["id"], TaskStatus.SKIPPED,
+                                                f"has a prediction of model version {version}"))
         else:
             todo.append(TaskJob(task["id"], label_config, credentials, center_click, replace=not only_missing))
     logger.info("auto-annotation planned", extra={"project": project_id, "tasks": len(todo),
@@ -437,7 +290,7 @@ def _run_here(job: TaskJob, settings: Settings) -> TaskOutcome:
         return process_task(job, settings)
     except Exception as exc:  # noqa: BLE001 - one task's failure must not stop the batch
         logger.exception("auto-annotation crashed", extra={"task_id": job.task_id})
-        return TaskOutcome(job.task_id, FAILED, f"{type(exc).__name__}: {exc}")
+        return TaskOutcome(job.task_id, TaskStatus.FAILED, f"{type(exc).__name__}: {exc}")
 
 
 def _run_queued(settings: Settings, todo: Sequence[TaskJob], summary: BatchSummary, wait: bool,
@@ -481,56 +334,17 @@ def _run_queued(settings: Settings, todo: Sequence[TaskJob], summary: BatchSumma
 def _job_outcome(job: Job | None, task_id: int, connection: Redis) -> TaskOutcome | None:
     """The outcome of a finished job, or ``None`` while it is queued or running on a live worker."""
     if job is None:
-        return TaskOutcome(task_id, FAILED, "the job disappeared from Redis before it finished")
+        return TaskOutcome(task_id, TaskStatus.FAILED, "the job disappeared from Redis before it finished")
     status = job.get_status(refresh=False)
     if status == JobStatus.FINISHED:
         return TaskOutcome(**job.return_value())
     if status == JobStatus.FAILED:
         result = job.latest_result()
         lines = (result.exc_string or "").strip().splitlines() if result is not None else []
-        return TaskOutcome(task_id, FAILED, lines[-1] if lines else "job failed")
+        return TaskOutcome(task_id, TaskStatus.FAILED, lines[-1] if lines else "job failed")
     if status in (JobStatus.STOPPED, JobStatus.CANCELED):
-        return TaskOutcome(task_id, FAILED, f"job {status.value}")
+        return TaskOutcome(task_id, TaskStatus.FAILED, f"job {status.value}")
     if status == JobStatus.STARTED and job.worker_name and \
             not connection.exists(Worker.redis_worker_namespace_prefix + job.worker_name):
-        return TaskOutcome(task_id, FAILED, f"worker {job.worker_name} died while running the job")
+        return TaskOutcome(task_id, TaskStatus.FAILED, f"worker {job.worker_name} died while running the job")
     return None
-
-
-# ------------------------------------------------------------------------------ command line
-def _cmd_auto_annotate(args: argparse.Namespace) -> int:
-    summary = run_batch(Settings.from_env(), args.project, only_missing=args.only_missing,
-                        task_filter=TaskFilter.parse(args.filter), center_click=args.center_click,
-                        wait=args.wait, job_timeout=args.job_timeout)
-    report = summary.to_dict()
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"project {report['project']} (model {report['model_version']}, {report['mode']}, "
-          f"{report['workers']} worker(s)): {report['done']} done, {report['skipped']} skipped, "
-          f"{report['failed']} failed, {report['pending']} pending, {report['filtered_out']} filtered out "
-          f"in {report['wall_s']:.1f} s ({report['tasks_per_minute']} tasks/min)")
-    for reason, n in report["skip_reasons"].items():
-        print(f"  skipped {n}: {reason}")
-    for failure in report["failures"]:
-        print(f"  failed task {failure['task_id']}: {failure['reason']}")
-    return 1 if report["failed"] or (args.wait and report["pending"]) else 0
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``auto-annotate`` to ``python -m backend``."""
-    parser = subparsers.add_parser("auto-annotate", help="predict masks for a whole project from its prompts",
-                                   description=__doc__.split("\n\n")[0])
-    parser.add_argument("--project", type=int, required=True, help="Label Studio project id")
-    parser.add_argument("--only-missing", action=argparse.BooleanOptionalAction, default=True,
-                        help="skip tasks that have a prediction of the current model version (default on); "
-                             "--no-only-missing predicts them again and replaces it")
-    parser.add_argument("--filter", action="append", default=[], metavar="EXPR",
-                        help="id=1,5,10-20 | annotated=yes|no | FIELD~REGEX (repeatable; all must hold)")
-    parser.add_argument("--center-click", action="store_true",
-                        help="tasks without prompts get one positive click at the image centre")
-    parser.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
-                        help="with REDIS_URL: wait for the jobs and report (default on), or only enqueue")
-    parser.add_argument("--job-timeout", type=int, default=JOB_TIMEOUT,
-                        help=f"seconds one task's job may run (default {JOB_TIMEOUT})")
-    parser.add_argument("--json", help="write the summary (counts, failures, tasks per minute) here")
-    parser.set_defaults(func=_cmd_auto_annotate)

@@ -5,10 +5,10 @@
   Flask's development server.
 * ``worker [--queues inference,batch,training] [--burst] [--name NAME]``: a queue worker
   (:mod:`backend.worker`) serving every queue by default, inference first; needs ``REDIS_URL``.
-* Commands of the other backend modules, each added by the module's ``register_cli(subparsers)``:
-  ``auto-annotate`` (:mod:`backend.autoannotate`), ``versions`` (:mod:`backend.registry`),
-  ``fine-tune`` (:mod:`backend.learning`), ``cron`` (:mod:`backend.cron`). A module that is not
-  part of the installation is skipped, so the core commands work without it.
+* ``auto-annotate --project ID [...]``: predict masks for a whole project (:mod:`backend.autoannotate`).
+* ``versions list|promote NAME|rollback``: the model versions (:mod:`backend.registry`).
+* ``fine-tune --project ID [--enqueue]``: fine-tune on a project's examples (:mod:`backend.learning`).
+* ``cron [--schedule EXPR | --interval SECONDS]``: the fine-tuning scheduler (:mod:`backend.cron`).
 
 Every command reads its settings from the environment (:mod:`backend.config`) and returns an exit
 code: 0 success, 1 failure, 2 bad usage or configuration.
@@ -16,20 +16,28 @@ code: 0 success, 1 failure, 2 bad usage or configuration.
 from __future__ import annotations
 
 import argparse
-import importlib
+import json
 import logging
 import sys
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Sequence
 
+from redis.exceptions import RedisError
+
+from . import autoannotate
+from .app import create_app
 from .config import Settings
+from .cron import build_scheduler
 from .errors import BackendError
+from .learning import Reason, RunStatus, fine_tune, request_training
 from .logs import configure_logging
-from .queueing import QUEUE_BATCH, QUEUE_INFERENCE, QUEUE_TRAINING
+from .queueing import QUEUE_BATCH, QUEUE_INFERENCE, QUEUE_TRAINING, unavailable
+from .registry import ModelRegistry
+from .task_selection import TaskFilter
+from .worker import run_worker
 
 logger = logging.getLogger(__name__)
-
-#: Modules that add their own subcommands through ``register_cli(subparsers)``.
-COMMAND_MODULES = ("autoannotate", "registry", "learning", "cron")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -46,8 +54,6 @@ def _serve(args: argparse.Namespace) -> int:
                        "timeout": int(settings.predict_timeout) + 30}
             _gunicorn_app(BaseApplication, options).run()
             return 0
-    from .app import create_app
-
     create_app(settings).run(host=host, port=port, threaded=True)
     return 0
 
@@ -69,11 +75,117 @@ def _gunicorn_app(base: type, options: dict[str, Any]) -> Any:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from .worker import run_worker
-
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     run_worker(Settings.from_env(), queues, burst=args.burst, name=args.name)
     return 0
+
+
+def _auto_annotate(args: argparse.Namespace) -> int:
+    summary = autoannotate.run_batch(Settings.from_env(), args.project, only_missing=args.only_missing,
+                                     task_filter=TaskFilter.parse(args.filter),
+                                     center_click=args.center_click, wait=args.wait, job_timeout=args.job_timeout)
+    report = summary.to_dict()
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"project {report['project']} (model {report['model_version']}, {report['mode']}, "
+          f"{report['workers']} worker(s)): {report['done']} done, {report['skipped']} skipped, "
+          f"{report['failed']} failed, {report['pending']} pending, {report['filtered_out']} filtered out "
+          f"in {report['wall_s']:.1f} s ({report['tasks_per_minute']} tasks/min)")
+    for reason, n in report["skip_reasons"].items():
+        print(f"  skipped {n}: {reason}")
+    for failure in report["failures"]:
+        print(f"  failed task {failure['task_id']}: {failure['reason']}")
+    return 1 if report["failed"] or (args.wait and report["pending"]) else 0
+
+
+def _add_auto_annotate(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("auto-annotate", help="predict masks for a whole project from its prompts",
+                                 description=(autoannotate.__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--project", type=int, required=True, help="Label Studio project id")
+    parser.add_argument("--only-missing", action=argparse.BooleanOptionalAction, default=True,
+                        help="skip tasks that have a prediction of the current model version (default on); "
+                             "--no-only-missing predicts them again and replaces it")
+    parser.add_argument("--filter", action="append", default=[], metavar="EXPR",
+                        help="id=1,5,10-20 | annotated=yes|no | FIELD~REGEX (repeatable; all must hold)")
+    parser.add_argument("--center-click", action="store_true",
+                        help="tasks without prompts get one positive click at the image centre")
+    parser.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
+                        help="with REDIS_URL: wait for the jobs and report (default on), or only enqueue")
+    parser.add_argument("--job-timeout", type=int, default=autoannotate.JOB_TIMEOUT,
+                        help=f"seconds one task's job may run (default {autoannotate.JOB_TIMEOUT})")
+    parser.add_argument("--json", help="write the summary (counts, failures, tasks per minute) here")
+    parser.set_defaults(func=_auto_annotate)
+
+
+def _registry() -> ModelRegistry:
+    settings = Settings.from_env()
+    return ModelRegistry(settings.model_dir, settings.fcanet_checkpoint)
+
+
+def _versions_list(args: argparse.Namespace) -> int:
+    registry = _registry()
+    current = registry.current().name
+    print(json.dumps([{**asdict(v), "current": v.name == current} for v in registry.list()], indent=1))
+    return 0
+
+
+def _versions_promote(args: argparse.Namespace) -> int:
+    print(json.dumps({"current": _registry().promote(args.name).name}))
+    return 0
+
+
+def _versions_rollback(args: argparse.Namespace) -> int:
+    print(json.dumps({"current": _registry().rollback().name}))
+    return 0
+
+
+def _add_versions(commands: argparse._SubParsersAction) -> None:
+    versions = commands.add_parser("versions", help="list, promote or roll back model versions")
+    actions = versions.add_subparsers(dest="versions_action", required=True)
+    actions.add_parser("list", help="every version as JSON, the current one marked").set_defaults(func=_versions_list)
+    promote = actions.add_parser("promote", help="make a stored version current")
+    promote.add_argument("name")
+    promote.set_defaults(func=_versions_promote)
+    actions.add_parser("rollback", help="return to the previously current version").set_defaults(
+        func=_versions_rollback)
+
+
+def _fine_tune(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    if args.enqueue:
+        result = request_training(args.project, settings, Reason.MANUAL)
+    else:
+        result = fine_tune(args.project, Reason.MANUAL, settings)
+    print(json.dumps(result, indent=1))
+    return 0 if result.get("status") != RunStatus.SKIPPED or args.enqueue else 1
+
+
+def _add_fine_tune(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("fine-tune", help="fine-tune on a project's collected examples")
+    parser.add_argument("--project", required=True, help="Label Studio project id")
+    parser.add_argument("--enqueue", action="store_true",
+                        help="put a job on the training queue instead of running here (needs REDIS_URL)")
+    parser.set_defaults(func=_fine_tune)
+
+
+def _cron(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    if args.interval is not None and args.interval < 1:
+        raise ValueError("--interval must be at least 1 second")
+    scheduler = build_scheduler(settings, args.schedule, args.interval)
+    try:
+        scheduler.start()
+    except RedisError as exc:
+        raise unavailable(settings, exc) from None
+    return 0
+
+
+def _add_cron(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("cron", help="run the scheduler of periodic fine-tuning (rq cron)")
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument("--schedule", default=None, help="cron expression, local time (default TRAIN_SCHEDULE)")
+    when.add_argument("--interval", type=int, default=None, help="run every N seconds instead")
+    parser.set_defaults(func=_cron)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,16 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--name", help="worker name (default: RQ's random name)")
     worker.set_defaults(func=_worker)
 
-    for name in COMMAND_MODULES:
-        module_name = f"{__package__}.{name}"
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            logger.debug("command module not installed", extra={"module": module_name})
-            continue
-        module.register_cli(commands)
+    _add_auto_annotate(commands)
+    _add_versions(commands)
+    _add_fine_tune(commands)
+    _add_cron(commands)
     return parser
 
 

@@ -1,18 +1,91 @@
 """Backend settings: every knob is an environment variable with a documented default.
 
-:meth:`Settings.from_env` reads them once; the rest of the backend receives the frozen
-:class:`Settings` object and never reads the environment itself. Secrets are left out of ``repr``.
+:meth:`Settings.from_env` reads them once (the fine-tuning knobs into ``Settings.learning``, a
+:class:`LearningConfig`); the rest of the backend receives the frozen :class:`Settings` object and
+never reads the environment itself. Secrets are left out of ``repr``.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Callable, Mapping, TypeVar
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Mapping, TypeVar
 
 T = TypeVar("T")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+
+#: Environment variable of each :class:`LearningConfig` field.
+LEARNING_ENV = {"steps": "FINETUNE_STEPS", "time_budget_s": "FINETUNE_TIME_BUDGET", "batch_size": "FINETUNE_BATCH_SIZE",
+             "lr": "FINETUNE_LR", "crop": "FINETUNE_CROP", "holdout_fraction": "HOLDOUT_FRACTION",
+             "min_examples": "MIN_TRAIN_EXAMPLES", "eval_max_clicks": "EVAL_MAX_CLICKS", "lock_ttl": "TRAIN_LOCK_TTL",
+             "job_timeout": "TRAIN_JOB_TIMEOUT", "schedule": "TRAIN_SCHEDULE", "seed": "FINETUNE_SEED",
+             "robot_rounds": "FINETUNE_ROBOT_ROUNDS"}
+
+
+@dataclass(frozen=True)
+class LearningConfig:
+    """Fine-tuning and scheduling knobs (environment variable names in :data:`LEARNING_ENV`)."""
+
+    #: FINETUNE_STEPS, FINETUNE_BATCH_SIZE, FINETUNE_LR, FINETUNE_CROP: the fine-tuning recipe.
+    steps: int = 240
+    #: FINETUNE_TIME_BUDGET: seconds of training steps after which the run ends early, its learning
+    #: rate decayed on time (0 = no budget: ``steps`` decide). The default keeps a CPU run of 100
+    #: examples, gate included, under 10 minutes.
+    time_budget_s: float = 330.0
+    batch_size: int = 8
+    #: Peak learning rate (poly decay). 0.01, the main recipe's peak, adapts to a new domain much
+    #: faster than 0.002 (horses, 40 images: NoC@90 -48 % vs -16 %) at some cost on other domains.
+    lr: float = 0.01
+    crop: int = 256
+    #: HOLDOUT_FRACTION: share of a project's annotations held out for evaluation (at least one).
+    holdout_fraction: float = 0.2
+    #: MIN_TRAIN_EXAMPLES: fewer examples than this → no fine-tuning.
+    min_examples: int = 4
+    #: EVAL_MAX_CLICKS: robot-user clicks per held-out instance.
+    eval_max_clicks: int = 20
+    #: TRAIN_LOCK_TTL: seconds a killed trainer keeps the project lock.
+    lock_ttl: int = 60
+    #: TRAIN_JOB_TIMEOUT: seconds a fine-tuning job may run (and wait for the lock).
+    job_timeout: int = 3600
+    #: TRAIN_SCHEDULE: cron expression (local time) of the scheduled fine-tuning.
+    schedule: str = "0 3 * * *"
+    #: FINETUNE_SEED: random seed of the fine-tuning run.
+    seed: int = 0
+    #: FINETUNE_ROBOT_ROUNDS: up to this many robot clicks on the model's own current predictions
+    #: per training step (iterative training, as in the main recipe); 0 = simulated clicks only.
+    robot_rounds: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "crop", "min_examples", "eval_max_clicks", "lock_ttl", "job_timeout"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{LEARNING_ENV[name]} must be positive, got {getattr(self, name)}")
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise ValueError(f"HOLDOUT_FRACTION must lie in (0, 1), got {self.holdout_fraction}")
+        if self.min_examples < 2:
+            raise ValueError("MIN_TRAIN_EXAMPLES must be at least 2 (one to train on, one to evaluate on)")
+        if self.time_budget_s < 0:
+            raise ValueError(f"FINETUNE_TIME_BUDGET must not be negative, got {self.time_budget_s}")
+        if self.lr <= 0:
+            raise ValueError(f"FINETUNE_LR must be positive, got {self.lr}")
+        if self.robot_rounds < 0:
+            raise ValueError(f"FINETUNE_ROBOT_ROUNDS must not be negative, got {self.robot_rounds}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "LearningConfig":
+        """Read the knobs from ``environ`` (default ``os.environ``); malformed values raise ``ValueError``."""
+        env = os.environ if environ is None else environ
+        types = {f.name: type(getattr(cls(), f.name)) for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for name, var in LEARNING_ENV.items():
+            raw = env.get(var, "").strip()
+            if raw:
+                try:
+                    values[name] = types[name](raw)
+                except ValueError:
+                    kind = types[name].__name__
+                    raise ValueError(f"environment variable {var}={raw!r} is not a valid {kind}") from None
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -76,6 +149,8 @@ class Settings:
     worker_heartbeat_ttl: int = 10
     #: TRAIN_EVERY_N_EXAMPLES: new corrected masks that trigger a fine-tuning job.
     train_every_n_examples: int = 20
+    #: FINETUNE_*, HOLDOUT_FRACTION, MIN_TRAIN_EXAMPLES, ...: see :class:`LearningConfig`.
+    learning: LearningConfig = field(default_factory=LearningConfig)
     #: LOG_LEVEL and LOG_FORMAT ("json" or "text").
     log_level: str = "INFO"
     log_format: str = "json"
@@ -159,7 +234,8 @@ class Settings:
             "workers": get("WORKERS", int),
             "threads": get("THREADS", int),
         }
-        return cls(**{k: v for k, v in values.items() if v is not None})
+        values = {k: v for k, v in values.items() if v is not None}
+        return cls(learning=LearningConfig.from_env(env), **values)
 
 
 def parse_bool(text: str) -> bool:

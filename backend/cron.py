@@ -9,14 +9,14 @@ training workers do the work).
 """
 from __future__ import annotations
 
-import argparse
 import logging
 
-from redis.exceptions import RedisError
 from rq.cron import CronScheduler
 
 from .config import Settings
-from .learning import (RESULT_TTL, LearningConfig, example_store, load_state, new_examples, request_training)
+from .jobs import worker_settings
+from .learning import RESULT_TTL, Reason, example_store, load_state, new_examples, request_training
+from .queueing import QUEUE_TRAINING, redis_connection
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +31,8 @@ def due_projects(settings: Settings) -> list[str]:
 
 def scheduled_fine_tune(settings: Settings | None = None) -> dict:
     """Job: request a fine-tuning for each project that has new examples."""
-    if settings is None:
-        from .jobs import worker_settings
-
-        settings = worker_settings()
-    requests = {project: request_training(project, settings, "schedule") for project in due_projects(settings)}
+    settings = settings or worker_settings()
+    requests = {project: request_training(project, settings, Reason.SCHEDULE) for project in due_projects(settings)}
     logger.info("scheduled fine-tuning", extra={"projects": sorted(requests)})
     return {"requested": requests}
 
@@ -48,36 +45,10 @@ def build_scheduler(settings: Settings, schedule: str | None = None, interval: i
         schedule: cron expression; default ``TRAIN_SCHEDULE``.
         interval: run every this many seconds instead of on a cron expression.
     """
-    from .queueing import QUEUE_TRAINING, redis_connection
-
     if not settings.queued:
         raise ValueError("the scheduler needs REDIS_URL (it enqueues on the training queue)")
-    cfg = LearningConfig.from_env()
     scheduler = CronScheduler(connection=redis_connection(settings), logging_level=settings.log_level)
-    when = {"interval": interval} if interval else {"cron": schedule or cfg.schedule}
+    when = {"interval": interval} if interval else {"cron": schedule or settings.learning.schedule}
     scheduler.register(scheduled_fine_tune, QUEUE_TRAINING, name=CRON_JOB_NAME, job_timeout=600,
                        result_ttl=RESULT_TTL, failure_ttl=RESULT_TTL, **when)
     return scheduler
-
-
-def _cmd_cron(args: argparse.Namespace) -> int:
-    from .queueing import unavailable
-
-    settings = Settings.from_env()
-    if args.interval is not None and args.interval < 1:
-        raise ValueError("--interval must be at least 1 second")
-    scheduler = build_scheduler(settings, args.schedule, args.interval)
-    try:
-        scheduler.start()
-    except RedisError as exc:
-        raise unavailable(settings, exc) from None
-    return 0
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``cron [--schedule EXPR | --interval SECONDS]`` to ``python -m backend``."""
-    parser = subparsers.add_parser("cron", help="run the scheduler of periodic fine-tuning (rq cron)")
-    when = parser.add_mutually_exclusive_group()
-    when.add_argument("--schedule", default=None, help="cron expression, local time (default TRAIN_SCHEDULE)")
-    when.add_argument("--interval", type=int, default=None, help="run every N seconds instead")
-    parser.set_defaults(func=_cmd_cron)

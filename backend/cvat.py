@@ -40,8 +40,8 @@ from .config import Settings
 from .errors import BackendError, BadRequest
 from .images import ImageTooLarge
 from .jobs import FrameRequest, unpack_mask
-from .prompts import Box
 from .queueing import Runner, make_runner
+from .regions import Box
 
 logger = logging.getLogger(__name__)
 

@@ -45,7 +45,8 @@ from PIL import Image
 from fcanet_core import next_click
 from fcanet_core.datasets import load_samples
 
-from .bench import DEFAULT_IMAGES, machine_info
+from .bench.harness import machine_info
+from .bench.load import DEFAULT_IMAGES
 from .config import Settings
 from .cvat import CvatInteractor, mask_json, parse_request
 from .frames import get_frame_decoder, place_prompt

@@ -12,263 +12,40 @@ An entry is assembled under a hidden temporary name and renamed into place (repl
 version of the same annotation through a hidden aside name), so a reader sees the old entry, no
 entry, or the new entry, never a half-written one.
 
-Parsing a webhook payload (:func:`parse_annotation_events`, :func:`deleted_annotation_ids`) is
-cheap and runs in the web request; decoding masks (:func:`decode_regions`) and writing
-(:meth:`ExampleStore.put`) run in a job.
+The entries come from :class:`~backend.annotations.AnnotationRecord` and the instances that
+:func:`backend.masks.decode_regions` decoded; :meth:`ExampleStore.put` runs in a job.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
-import cv2
 import numpy as np
 from PIL import Image
 
 from fcanet_core import Click
 from fcanet_core.datasets import Sample, decode_with_ignore
 
-from .prompts import PromptError, is_positive
+from .annotations import AnnotationRecord, is_project_key, project_key
+from .locks import FileLock
+from .masks import Instance
 
 logger = logging.getLogger(__name__)
 
-MASK_TYPES = ("brushlabels", "polygonlabels")
-CLICK_TYPE = "keypointlabels"
 ENTRY_FILE = "entry.json"
 IMAGE_FILE = "image.png"
-_PROJECT_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: Temporary and aside folders older than this are left-overs of a crashed writer.
 _STALE_S = 3600.0
 
-
-# --------------------------------------------------------------------------- payload parsing
-
-@dataclass(frozen=True)
-class AnnotationRecord:
-    """What a job needs from an annotation webhook: ids, the image reference and the mask regions.
-
-    ``regions`` keeps the brush/polygon results and the keypoint results (our prompts) only.
-    """
-
-    project: str
-    annotation_id: int
-    task_id: int | None
-    image_url: str
-    updated_at: str
-    regions: tuple[dict, ...] = field(default=())
-
-    @property
-    def has_masks(self) -> bool:
-        """True when at least one brush or polygon region is present."""
-        return any(r.get("type") in MASK_TYPES for r in self.regions)
-
-
-def project_key(value: Any) -> str:
-    """A project id as a safe folder name; raises ``ValueError`` for anything else."""
-    key = str(value.get("id") if isinstance(value, dict) else value)
-    if not _PROJECT_RE.match(key):
-        raise ValueError(f"invalid project id {value!r}")
-    return key
-
-
-def _int_id(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit():
-        raise ValueError(f"{what} must be a non-negative integer id, got {value!r}")
-    return int(value)
-
-
-def image_data_key(label_config: str | None, to_name: str, task_data: dict) -> str:
-    """The ``task.data`` key holding the image of the ``<Image name=to_name value="$key">`` tag."""
-    if label_config:
-        try:
-            root = ET.fromstring(label_config)
-        except ET.ParseError as exc:
-            raise ValueError(f"project label_config is not valid XML: {exc}") from None
-        for tag in root.iter():
-            if tag.get("name") == to_name and tag.get("value", "").startswith("$"):
-                return tag.get("value")[1:]
-    if to_name in task_data:
-        return to_name
-    if len(task_data) == 1:
-        return next(iter(task_data))
-    raise ValueError(f"cannot tell which task data field holds the image {to_name!r}: {sorted(task_data)}")
-
-
-def _record(project: str, annotation: dict, task: dict, label_config: str | None) -> AnnotationRecord:
-    if not isinstance(annotation, dict) or not isinstance(task, dict):
-        raise ValueError("annotation and task must be JSON objects")
-    results = annotation.get("result") or []
-    if not isinstance(results, list):
-        raise ValueError("annotation.result must be a list")
-    regions = tuple(r for r in results if isinstance(r, dict) and r.get("type") in (*MASK_TYPES, CLICK_TYPE))
-    for region in regions:
-        if not isinstance(region.get("value", {}), dict):
-            raise ValueError(f"region {region.get('id')!r}: value must be an object")
-    image_url = ""
-    masks = [r for r in regions if r.get("type") in MASK_TYPES]
-    if masks and not annotation.get("was_cancelled"):
-        data = task.get("data")
-        if not isinstance(data, dict):
-            raise ValueError("task.data must be a JSON object")
-        image_url = data.get(image_data_key(label_config, str(masks[0].get("to_name", "")), data))
-        if not isinstance(image_url, str) or not image_url:
-            raise ValueError("the task has no image URL for the annotated image")
-    else:
-        regions = ()
-    return AnnotationRecord(
-        project=project,
-        annotation_id=_int_id(annotation.get("id"), "annotation.id"),
-        task_id=_int_id(task["id"], "task.id") if task.get("id") is not None else None,
-        image_url=image_url,
-        updated_at=str(annotation.get("updated_at") or ""),
-        regions=regions,
-    )
-
-
-def parse_annotation_events(action: str, payload: dict) -> list[AnnotationRecord]:
-    """Records from an ``ANNOTATION_CREATED``/``ANNOTATION_UPDATED`` (one) or ``ANNOTATIONS_CREATED``
-    (several) payload. Cancelled (skipped) annotations come back without regions."""
-    if not isinstance(payload, dict):
-        raise ValueError("webhook payload must be a JSON object")
-    project = payload.get("project")
-    if not isinstance(project, dict):
-        raise ValueError(f"{action} payload lacks the project object")
-    key = project_key(project)
-    config = project.get("label_config") if isinstance(project.get("label_config"), str) else None
-    annotations, tasks = payload.get("annotation"), payload.get("task")
-    if action == "ANNOTATIONS_CREATED":
-        annotations = annotations if isinstance(annotations, list) else []
-        by_id = {t.get("id"): t for t in (tasks if isinstance(tasks, list) else []) if isinstance(t, dict)}
-        return [_record(key, a, by_id.get(a.get("task"), {}), config) for a in annotations]
-    if not isinstance(annotations, dict):
-        raise ValueError(f"{action} payload lacks the annotation object")
-    return [_record(key, annotations, tasks if isinstance(tasks, dict) else {}, config)]
-
-
-def deleted_annotation_ids(action: str, payload: dict) -> tuple[str, list[int]]:
-    """``(project, annotation ids)`` of an ``ANNOTATION_DELETED`` or ``ANNOTATIONS_DELETED`` payload."""
-    if not isinstance(payload, dict) or not isinstance(payload.get("project"), dict):
-        raise ValueError(f"{action} payload lacks the project object")
-    items = payload.get("annotations") if action == "ANNOTATIONS_DELETED" else [payload.get("annotation")]
-    if not isinstance(items, list):
-        raise ValueError(f"{action} payload lacks the deleted annotations")
-    ids = [_int_id(item.get("id") if isinstance(item, dict) else item, "annotation id") for item in items]
-    return project_key(payload["project"]), ids
-
-
-# --------------------------------------------------------------------------- mask decoding
-
-@dataclass(frozen=True)
-class Instance:
-    """One object of an annotation: its mask (uint8 0/1), label, region id and prompt clicks."""
-
-    region_id: str
-    label: str
-    mask: np.ndarray
-    clicks: tuple[Click, ...] = ()
-
-
-def _label(region: dict) -> str:
-    labels = (region.get("value") or {}).get(region.get("type"), [])
-    return str(labels[0]) if labels else ""
-
-
-def _region_size(region: dict, height: int, width: int) -> None:
-    size = (region.get("original_height"), region.get("original_width"))
-    if size != (height, width):
-        raise ValueError(f"region {region.get('id')!r} is for a {size[1]}×{size[0]} image, "
-                         f"the task image is {width}×{height}")
-
-
-def rle_length(rle: Any) -> int:
-    """The number of values a Label Studio brush RLE declares (its first 32 bits), read without
-    decoding; ``ValueError`` unless ``rle`` is a list of byte values with a header."""
-    if not isinstance(rle, list) or len(rle) < 5 or not all(isinstance(b, int) and 0 <= b <= 255 for b in rle):
-        raise ValueError("the RLE must be a list of byte values (0-255)")
-    return int.from_bytes(bytes(rle[:4]), "big")
-
-
-def decode_mask(region: dict, height: int, width: int) -> np.ndarray:
-    """A brush (Label Studio RLE) or polygon (percent points) region as a uint8 0/1 H×W mask.
-
-    The RLE's declared length is checked against the image before anything is decoded, so a
-    region cannot make the decoder allocate more than the image's own RGBA size.
-    """
-    from label_studio_sdk.converter.brush import decode_rle
-
-    _region_size(region, height, width)
-    value = region.get("value") or {}
-    if region.get("type") == "brushlabels":
-        if value.get("format", "rle") != "rle" or not isinstance(value.get("rle"), list):
-            raise ValueError(f"brush region {region.get('id')!r} has no RLE")
-        declared = rle_length(value["rle"])
-        if declared != height * width * 4:
-            raise ValueError(f"brush region {region.get('id')!r} declares {declared} values, "
-                             f"expected {height * width * 4} for {width}×{height} RGBA")
-        try:
-            flat = decode_rle(value["rle"])
-        except (ValueError, IndexError):
-            raise ValueError(f"brush region {region.get('id')!r} has a truncated RLE") from None
-        return (flat.reshape(height, width, 4)[..., 3] >= 128).astype(np.uint8)
-    points = np.asarray(value.get("points") or [], dtype=np.float64)
-    if points.ndim != 2 or points.shape[0] < 3 or points.shape[1] != 2:
-        raise ValueError(f"polygon region {region.get('id')!r} needs at least 3 [x%, y%] points")
-    pixels = np.round(points / 100.0 * [width, height]).astype(np.int32)
-    mask = np.zeros((height, width), dtype=np.uint8)
-    cv2.fillPoly(mask, [pixels], 1)
-    return mask
-
-
-def _click(region: dict, height: int, width: int) -> Click | None:
-    """A keypoint region as a click (polarity as for prompts); ``None`` when it is malformed."""
-    value = region.get("value") or {}
-    try:
-        x = float(value["x"]) / 100.0 * width
-        y = float(value["y"]) / 100.0 * height
-        positive = is_positive(region)
-    except (KeyError, TypeError, ValueError, PromptError):
-        return None
-    return Click(min(max(x, 0.0), width - 1.0), min(max(y, 0.0), height - 1.0), positive)
-
-
-def decode_regions(regions: Sequence[dict], height: int, width: int) -> list[Instance]:
-    """Decode every mask region; keypoints of the same label become the instance's clicks when the
-    first positive one lies on its mask (the prompts that produced it)."""
-    clicks_by_label: dict[str, list[Click]] = {}
-    for region in regions:
-        if region.get("type") == CLICK_TYPE:
-            click = _click(region, height, width)
-            if click is not None:
-                clicks_by_label.setdefault(_label(region), []).append(click)
-    instances = []
-    for region in regions:
-        if region.get("type") not in MASK_TYPES:
-            continue
-        mask = decode_mask(region, height, width)
-        if not mask.any():
-            logger.warning("region %r has an empty mask: skipped", region.get("id"))
-            continue
-        label = _label(region)
-        clicks = clicks_by_label.get(label, [])
-        first = next((c for c in clicks if c.positive), None)
-        own = tuple(clicks) if first is not None and mask[int(first.y), int(first.x)] else ()
-        instances.append(Instance(str(region.get("id", len(instances))), label, mask, own))
-    return instances
-
-
-# --------------------------------------------------------------------------- the store
 
 @dataclass(frozen=True)
 class Example:
@@ -315,18 +92,13 @@ class ExampleStore:
         """Projects that have a folder in the store."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _PROJECT_RE.match(p.name))
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and is_project_key(p.name))
 
     @contextmanager
     def _locked(self, project: str) -> Iterator[Path]:
         folder = self.project_dir(project)
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield folder
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with FileLock(folder / ".lock"):
+            yield folder
 
     def _entry(self, folder: Path) -> dict | None:
         try:

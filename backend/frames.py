@@ -19,7 +19,8 @@ from fcanet_core import Click
 from .config import Settings
 from .images import ImageTooLarge, decode_image
 from .lru import LRUCache
-from .prompts import Box, PromptError, first_click_positive
+from .prompts import first_click_positive
+from .regions import Box, PromptError
 
 
 def frame_digest(data: bytes) -> str:

@@ -17,11 +17,10 @@ import numpy as np
 import torch
 
 from fcanet_core import Click, Predictor, load_model
-from fcanet_core.transforms import zoom_crop
 
 from .config import Settings
 from .lru import LRUCache
-from .prompts import Box
+from .regions import Box
 from .registry import ModelRegistry, ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -104,31 +103,18 @@ class InferenceEngine:
             clicks: clicks in image pixels, first click (positive) first.
             image_key: identifies the image across calls; with ``FCANET_ZOOM_IN`` the mask of the
                 same clicks minus the last one is reused as the previous mask.
-            box: optional region of interest; the prediction runs on the box and the clicks
-                enlarged by the predictor's zoom-in geometry, pixels outside are background.
+            box: optional region of interest (:meth:`fcanet_core.Predictor.predict`'s ``box``).
 
         Returns:
             ``(mask, score)``: uint8 H×W 0/1 and the mean object probability inside the mask
             (0.0 for an empty mask).
         """
         clicks = list(clicks)
-        height, width = image.shape[:2]
         with self._lock:
-            predictor = self._predictor
-            if box is not None:
-                corners = [Click(box.x0, box.y0, True), Click(max(box.x0, box.x1 - 1), max(box.y0, box.y1 - 1), True)]
-                crop = zoom_crop([*clicks, *corners], None, height, width,
-                                 predictor.zoom_expansion, predictor.zoom_min_size)
-            else:
-                crop = None
-            if crop is not None:
-                pred = predictor.predict(crop.image(image), crop.clicks(clicks))
-                prob = crop.paste(pred.prob)
-                mask = (crop.paste(pred.mask.astype(np.float32)) > 0.5).astype(np.uint8)
-            else:
-                previous = self._previous.get((image_key, tuple(clicks[:-1]))) if image_key else None
-                pred = predictor.predict(image, clicks, prev_mask=previous)
-                prob, mask = pred.prob, pred.mask
+            previous = self._previous.get((image_key, tuple(clicks[:-1]))) if image_key else None
+            pred = self._predictor.predict(image, clicks, prev_mask=previous,
+                                           box=None if box is None else (box.x0, box.y0, box.x1, box.y1))
+            prob, mask = pred.prob, pred.mask
         if image_key:
             self._previous.put((image_key, tuple(clicks)), mask)
         score = float(prob[mask > 0].mean()) if mask.any() else 0.0

@@ -37,7 +37,8 @@ from .frames import get_frame_decoder, place_prompt
 from .images import ImageTooLarge, get_fetcher
 from .inference import get_engine
 from .labelstudio import Credentials
-from .prompts import Box, OutputSpec, mask_to_results
+from .prompts import OutputSpec, mask_to_results
+from .regions import Box
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .autoannotate import predict_task
 from .config import Settings
 from .errors import BackendError
 from .jobs import SegmentRequest
@@ -16,6 +15,7 @@ from .labelstudio import Credentials
 from .learning import handle_event
 from .prompts import LabelConfig, parse_prompt
 from .queueing import Runner
+from .task_prediction import predict_task
 
 logger = logging.getLogger(__name__)
 

@@ -33,11 +33,9 @@ that lists the clicked label wins, BrushLabels before PolygonLabels.
 """
 from __future__ import annotations
 
-import math
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
@@ -45,30 +43,15 @@ from label_studio_sdk.converter.brush import mask2rle
 
 from fcanet_core import Click
 
-from .config import parse_bool
-from .errors import BadRequest
+from .regions import (KEYPOINT_TYPES, MASK_TYPES, RECTANGLE_TYPES, Box, PromptError, clamped_click, keypoint_click,
+                      original_size, rectangle_box, region_label, region_value)
 
-KEYPOINT_TYPES = ("keypointlabels", "keypoint")
-RECTANGLE_TYPES = ("rectanglelabels", "rectangle")
-OUTPUT_TYPES = ("brushlabels", "polygonlabels")
+#: Result types the mask can be given as, BrushLabels first.
+OUTPUT_TYPES = MASK_TYPES
 #: Polygons smaller than this many pixels are dropped (specks).
 MIN_POLYGON_AREA = 9.0
 #: Douglas-Peucker tolerance in pixels when simplifying polygon outlines.
 POLYGON_TOLERANCE = 1.0
-
-
-class PromptError(BadRequest):
-    """The prompt regions or the labeling config cannot be used."""
-
-
-@dataclass(frozen=True)
-class Box:
-    """An axis-aligned box in original-image pixels, ``x0 <= x1``, ``y0 <= y1``."""
-
-    x0: float
-    y0: float
-    x1: float
-    y1: float
 
 
 @dataclass(frozen=True)
@@ -124,22 +107,22 @@ def parse_prompt(context: dict | None) -> Prompt | None:
     if not prompt_regions:
         return None
     for region in prompt_regions:
-        _value(region)
+        region_value(region)
     latest = prompt_regions[-1]
-    label, to_name = _label(latest), latest.get("to_name")
+    label, to_name = region_label(latest), latest.get("to_name")
     if not isinstance(to_name, str):
         raise PromptError(f"region {latest.get('id')!r}: to_name must be the name of an Image tag (a string)")
-    group = [r for r in prompt_regions if r.get("to_name") == to_name and _label(r) == label]
-    width, height = _original_size(latest)
+    group = [r for r in prompt_regions if r.get("to_name") == to_name and region_label(r) == label]
+    width, height = original_size(latest)
     last_box = max((i for i, r in enumerate(group) if r["type"] in RECTANGLE_TYPES), default=None)
     clicks: list[Click] = []
     box = None
     for i, region in enumerate(group):
         if region["type"] in KEYPOINT_TYPES:
-            clicks.append(_keypoint_click(region, width, height))
+            clicks.append(keypoint_click(region, width, height))
         elif i == last_box:
-            box = _rectangle_box(region, width, height)
-            clicks.append(_clamped_click((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2, True, width, height))
+            box = rectangle_box(region, width, height)
+            clicks.append(clamped_click((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2, True, width, height))
     clicks = first_click_positive(clicks)
     if not clicks:
         return None
@@ -152,88 +135,6 @@ def first_click_positive(clicks: list[Click]) -> list[Click]:
     if first is None:
         return []
     return [clicks[first], *clicks[:first], *clicks[first + 1:]]
-
-
-def is_positive(region: dict) -> bool:
-    """The keypoint's polarity: ``is_positive``, else ``value.positive``, else positive."""
-    for flag in (region.get("is_positive"), _value(region).get("positive")):
-        if flag is not None:
-            return _as_bool(flag, region)
-    return True
-
-
-def _as_bool(flag: Any, region: dict) -> bool:
-    if isinstance(flag, bool):
-        return flag
-    if isinstance(flag, (int, float)) and flag in (0, 1):
-        return bool(flag)
-    if isinstance(flag, str):
-        try:
-            return parse_bool(flag)
-        except ValueError:
-            pass
-    raise PromptError(f"region {region.get('id')!r}: positive flag {flag!r} is not a boolean")
-
-
-def _value(region: dict) -> dict:
-    """The region's ``value`` object (``{}`` when absent); 400 when it is anything else."""
-    value = region.get("value")
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise PromptError(f"region {region.get('id')!r}: value must be an object, got {type(value).__name__}")
-    return value
-
-
-def _label(region: dict) -> str | None:
-    value = _value(region)
-    labels = value.get(region.get("type")) or value.get("labels") or []
-    return str(labels[0]) if isinstance(labels, list) and labels else None
-
-
-def _original_size(region: dict) -> tuple[int, int]:
-    size = (region.get("original_width"), region.get("original_height"))
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in size):
-        raise PromptError(f"region {region.get('id')!r} lacks numeric original_width/original_height")
-    if not all(math.isfinite(v) and v >= 1 for v in size):
-        raise PromptError(f"region {region.get('id')!r} has an impossible image size {size[0]}x{size[1]}")
-    return int(size[0]), int(size[1])
-
-
-def _percent(region: dict, key: str, low: float = 0.0, high: float = 100.0) -> float:
-    raw = _value(region).get(key, 0.0 if key == "rotation" else None)
-    try:
-        number = float(raw)
-    except (TypeError, ValueError):
-        raise PromptError(f"region {region.get('id')!r}: value.{key} = {raw!r} is not a number") from None
-    if not (math.isfinite(number) and low <= number <= high):
-        raise PromptError(f"region {region.get('id')!r}: value.{key} = {number} is outside [{low}, {high}]")
-    return number
-
-
-def _clamped_click(x: float, y: float, positive: bool, width: int, height: int) -> Click:
-    return Click(min(max(x, 0.0), width - 1.0), min(max(y, 0.0), height - 1.0), positive)
-
-
-def _keypoint_click(region: dict, width: int, height: int) -> Click:
-    x = _percent(region, "x") / 100.0 * width
-    y = _percent(region, "y") / 100.0 * height
-    return _clamped_click(x, y, is_positive(region), width, height)
-
-
-def _rectangle_box(region: dict, width: int, height: int) -> Box:
-    x, y = _percent(region, "x") / 100.0 * width, _percent(region, "y") / 100.0 * height
-    w, h = _percent(region, "width") / 100.0 * width, _percent(region, "height") / 100.0 * height
-    if w <= 0 or h <= 0:
-        raise PromptError(f"region {region.get('id')!r}: rectangle has no area")
-    angle = math.radians(_percent(region, "rotation", -360.0, 360.0))
-    cos, sin = math.cos(angle), math.sin(angle)
-    corners = [(x + cx * cos - cy * sin, y + cx * sin + cy * cos) for cx, cy in ((0, 0), (w, 0), (w, h), (0, h))]
-    xs, ys = [c[0] for c in corners], [c[1] for c in corners]
-    box = Box(max(0.0, min(xs)), max(0.0, min(ys)), min(float(width), max(xs)), min(float(height), max(ys)))
-    if box.x1 <= box.x0 or box.y1 <= box.y0:
-        raise PromptError(f"region {region.get('id')!r}: rectangle lies outside the image")
-    return box
 
 
 # ---------------------------------------------------------------- label config
@@ -270,18 +171,24 @@ class LabelConfig:
                                if str(child.tag).lower() == "label" and child.get("value") is not None)
                 self.controls.append(ControlTag(name, tag, to_names, labels))
 
+    def data_field(self, to_name: str) -> str | None:
+        """The ``task.data`` field of the Image tag ``to_name`` (``value="$image"`` → ``"image"``);
+        ``None`` when the tag is missing or its value is not a ``$`` reference."""
+        value = self.images.get(to_name, "")
+        return value[1:] if value.startswith("$") else None
+
     def image_reference(self, task: dict, to_name: str) -> str:
         """The image reference of ``task`` for the Image tag ``to_name`` (``$image`` → ``data["image"]``)."""
         if to_name not in self.images:
             raise PromptError(f"the labeling config has no <Image name={to_name!r}>")
-        value = self.images[to_name]
-        if not value.startswith("$"):
-            return value
+        field = self.data_field(to_name)
+        if field is None:
+            return self.images[to_name]
         data = task.get("data") if isinstance(task, dict) else None
-        reference = data.get(value[1:]) if isinstance(data, dict) else None
+        reference = data.get(field) if isinstance(data, dict) else None
         if not isinstance(reference, str) or not reference:
             raise PromptError(f"task {task.get('id') if isinstance(task, dict) else None!r} has no "
-                              f"data field {value[1:]!r} (from <Image value={value!r}>)")
+                              f"data field {field!r} (from <Image value={self.images[to_name]!r}>)")
         return reference
 
     def output_for(self, prompt: Prompt) -> OutputSpec:

@@ -88,15 +88,6 @@ class JobFailed(BackendError):
     status = 500
 
 
-#: Lua: delete a key only while it still holds the caller's value.
-_DELETE_IF_VALUE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-
-
-def delete_if_value(connection: Redis, key: str, value: str) -> bool:
-    """Delete ``key`` atomically if it still holds ``value`` (a lock or claim owned by the caller)."""
-    return bool(connection.eval(_DELETE_IF_VALUE, 1, key, value))
-
-
 def redacted(url: str) -> str:
     """``url`` without its password, for messages and logs."""
     parts = urlsplit(url)

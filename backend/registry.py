@@ -13,8 +13,6 @@ version is the bundled default model (or the ``FCANET_CHECKPOINT`` given).
 """
 from __future__ import annotations
 
-import argparse
-import fcntl
 import json
 import logging
 import os
@@ -22,13 +20,14 @@ import re
 import secrets
 import shutil
 import tempfile
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from fcanet_core.atomic import atomic_write, fsync_dir
+
+from .locks import FileLock
 
 logger = logging.getLogger(__name__)
 
@@ -143,16 +142,6 @@ class ModelRegistry:
         return [self.default, *sorted(stored, key=lambda v: (v.created, v.name))]
 
     # ----------------------------------------------------------------- writing
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.model_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.model_dir / ".registry.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
     def new_name(self, arch: str, project: str | int | None = None) -> str:
         """A fresh version name like ``fcanet-lite0-p3-20261124T091658Z-1a2b``."""
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -199,7 +188,7 @@ class ModelRegistry:
         measured against a version that was replaced meanwhile is not promoted over the new one).
         """
         version = self.get(name)
-        with self._locked():
+        with FileLock(self.model_dir / ".registry.lock"):
             pointer = self._pointer()
             previous = pointer["current"] or self.default.name
             if expected_current is not None and previous != expected_current:
@@ -213,7 +202,7 @@ class ModelRegistry:
 
     def rollback(self) -> ModelVersion:
         """Return to the version that was current before the last promotion."""
-        with self._locked():
+        with FileLock(self.model_dir / ".registry.lock"):
             pointer = self._pointer()
             if not pointer["history"]:
                 raise RegistryError("nothing to roll back to: no earlier version was current")
@@ -223,40 +212,3 @@ class ModelRegistry:
             write_json_atomic(self.pointer_path, pointer)
         logger.info("rolled back to model version %s", name)
         return version
-
-
-# --------------------------------------------------------------------- command line
-def _registry_from_env() -> ModelRegistry:
-    from .config import Settings
-
-    settings = Settings.from_env()
-    return ModelRegistry(settings.model_dir, settings.fcanet_checkpoint)
-
-
-def _cmd_list(args: argparse.Namespace) -> int:
-    registry = _registry_from_env()
-    current = registry.current().name
-    rows = [{**asdict(v), "current": v.name == current} for v in registry.list()]
-    print(json.dumps(rows, indent=1))
-    return 0
-
-
-def _cmd_promote(args: argparse.Namespace) -> int:
-    print(json.dumps({"current": _registry_from_env().promote(args.name).name}))
-    return 0
-
-
-def _cmd_rollback(args: argparse.Namespace) -> int:
-    print(json.dumps({"current": _registry_from_env().rollback().name}))
-    return 0
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``versions list|promote NAME|rollback`` to ``python -m backend``."""
-    versions = subparsers.add_parser("versions", help="list, promote or roll back model versions")
-    actions = versions.add_subparsers(dest="versions_action", required=True)
-    actions.add_parser("list", help="every version as JSON, the current one marked").set_defaults(func=_cmd_list)
-    promote = actions.add_parser("promote", help="make a stored version current")
-    promote.add_argument("name")
-    promote.set_defaults(func=_cmd_promote)
-    actions.add_parser("rollback", help="return to the previously current version").set_defaults(func=_cmd_rollback)

@@ -8,7 +8,6 @@ event was handled. Several web processes may share the folder: a drain holds an 
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import threading
@@ -20,6 +19,7 @@ from typing import Any, Callable
 from fcanet_core.atomic import atomic_write
 
 from .errors import BackendError
+from .locks import FileLock
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +57,10 @@ class WebhookSpool:
         if not self.pending():
             return 0
         handled = 0
-        with open(self.root / ".lock", "a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return 0                              # another process is draining
+        lock = FileLock(self.root / ".lock")
+        if not lock.acquire(wait_s=0):
+            return 0                                  # another process is draining
+        try:
             for path in self.pending():
                 try:
                     record = json.loads(path.read_text(encoding="utf-8"))
@@ -76,6 +75,8 @@ class WebhookSpool:
                                                                            "detail": exc.detail})
                 path.unlink(missing_ok=True)
                 handled += 1
+        finally:
+            lock.release()
         if handled:
             logger.info("spooled webhooks handed to the queue", extra={"events": handled})
         return handled

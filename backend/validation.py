@@ -2,7 +2,7 @@
 
 The routes of :mod:`backend.app` turn a raw body into these small typed records; the code behind
 them relies on the types and never meets a string where an object belongs. Region contents are
-checked where they are read (:mod:`backend.prompts`, :mod:`backend.examples`), each with a 400.
+checked where they are read (:mod:`backend.regions`, :mod:`backend.annotations`), each with a 400.
 """
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .cli import run_action
-from .model import build_model
+from .finetune import model_from_state
 from .train import METRICS_FILE, read_train_state
 
 logger = logging.getLogger(__name__)
@@ -59,8 +59,7 @@ def export_model(state_path: str | Path, out_path: str | Path, name: str | None 
 
     state_path = Path(state_path)
     state = read_train_state(state_path)
-    model = build_model(state["arch"])
-    model.load_state_dict(state["model"])
+    model = model_from_state(state)
     config = state["config"]
     last_eval = _last_eval(state_path.parent)
     meta = {

@@ -19,7 +19,7 @@ from torch import nn
 from .clicks import Click, encode_clicks, validate_clicks
 from .model.fuse import fuse_for_inference
 from .sis import apply_sis
-from .transforms import (SHORT_SIDE, network_size, resize_image, resize_prob, scale_clicks, to_rgb_uint8,
+from .transforms import (SHORT_SIDE, Crop, network_size, resize_image, resize_prob, scale_clicks, to_rgb_uint8,
                          zoom_crop)
 
 logger = logging.getLogger(__name__)
@@ -86,13 +86,18 @@ class Predictor:
         self.zoom_expansion = zoom_expansion
         self.zoom_min_size = zoom_min_size
 
-    def predict(self, image: np.ndarray, clicks: Sequence[Click], prev_mask: np.ndarray | None = None) -> Prediction:
+    def predict(self, image: np.ndarray, clicks: Sequence[Click], prev_mask: np.ndarray | None = None,
+                box: tuple[float, float, float, float] | None = None) -> Prediction:
         """Segment the object the clicks point at.
 
         Args:
             image: H×W (grey), H×W×3 (RGB) or H×W×4 (RGBA) array; see :func:`to_rgb_uint8`.
             clicks: clicks in image pixels, first click first; at least one, all inside.
             prev_mask: optional H×W previous mask (non-zero = object), used by zoom-in only.
+            box: optional region of interest ``(x0, y0, x1, y1)`` in image pixels (``x1``, ``y1``
+                exclusive): the prediction runs on the box and the clicks, enlarged by the zoom-in
+                geometry, and pixels outside that region are background; ``prev_mask`` counts only
+                when that region is the whole image.
 
         Returns:
             :class:`Prediction` at the image's size.
@@ -109,6 +114,12 @@ class Predictor:
             prev_mask = np.asarray(prev_mask)
             if prev_mask.shape != (height, width):
                 raise ValueError(f"prev_mask has shape {prev_mask.shape}, expected {(height, width)}")
+        if box is not None:
+            crop = self._box_crop(box, clicks, height, width)
+            if crop is not None:
+                inner = self.predict(crop.image(rgb), crop.clicks(clicks))
+                mask = (crop.paste(inner.mask.astype(np.float32)) > 0.5).astype(np.uint8)
+                return Prediction(prob=crop.paste(inner.prob), mask=mask)
         crop = None
         if self.zoom_in and ((prev_mask is not None and prev_mask.any()) or len(clicks) > 1):
             crop = zoom_crop(clicks, prev_mask, height, width, self.zoom_expansion, self.zoom_min_size)
@@ -120,6 +131,13 @@ class Predictor:
         if self.sis:
             mask = apply_sis(mask, clicks)
         return Prediction(prob=prob, mask=mask)
+
+    def _box_crop(self, box: tuple[float, float, float, float], clicks: Sequence[Click], height: int,
+                  width: int) -> Crop | None:
+        """The region around the box's corners and the clicks (zoom-in geometry); ``None`` = whole image."""
+        x0, y0, x1, y1 = box
+        corners = [Click(x0, y0, True), Click(max(x0, x1 - 1), max(y0, y1 - 1), True)]
+        return zoom_crop([*clicks, *corners], None, height, width, self.zoom_expansion, self.zoom_min_size)
 
     def probability(self, rgb: np.ndarray, clicks: Sequence[Click]) -> np.ndarray:
         """The official pipeline on a whole RGB uint8 image: float32 probability at its size."""

@@ -12,7 +12,7 @@ Session fixtures
         file announced, then one byte at a time), and ``POST /api/token/refresh/`` (PAT → access token).
         The images at the paths of the captured requests are real GrabCut images resized to 320×240.
     ``redis_server_db`` -> str
-        A Redis db claimed for this session (``backend.bench.claim_redis_db``; ``$FCANET_TEST_REDIS``
+        A Redis db claimed for this session (``backend.bench.harness.claim_redis_db``; ``$FCANET_TEST_REDIS``
         names the server, default ``redis://127.0.0.1:6379``).
 
 Function fixtures
@@ -23,6 +23,7 @@ Function fixtures
     ``start_worker(env=None, queues="inference") -> ManagedProcess``: a real ``python -m backend worker``
         subprocess with ``backend_env`` (+ ``env``), registered in Redis; stopped after the test.
     ``capture(name) -> dict``: a request body captured from a real Label Studio.
+    ``click_body`` -> dict: the captured interactive request (one positive keypoint at the centre).
     ``serve_http(app) -> str``: the Flask ``app`` served over real HTTP on 127.0.0.1 (werkzeug,
         one thread per request); returns its base URL; stopped after the test.
     ``pat`` -> str: a new personal access token that ``ls_files`` exchanges; ``jwt_token(claims) -> str``.
@@ -49,7 +50,8 @@ from PIL import Image
 from werkzeug.serving import make_server
 
 import fcanet_core
-from backend.bench import REDIS_OWNER_KEY, ManagedProcess, claim_redis_db, release_redis_db, worker_process
+from backend.bench.harness import (REDIS_OWNER_KEY, ManagedProcess, claim_redis_db, release_redis_db,
+                                   worker_process)
 from backend.config import Settings
 
 LEGACY_TOKEN = "0123456789abcdef0123456789abcdef01234567"
@@ -330,3 +332,9 @@ def capture(reference_dir: Path) -> Callable[[str], dict]:
     def load(name: str) -> dict:
         return json.loads((reference_dir / "labelstudio" / f"{name}.json").read_text())
     return load
+
+
+@pytest.fixture
+def click_body(capture: Callable[[str], dict]) -> dict:
+    """The captured interactive request (one positive smart keypoint at the image centre)."""
+    return capture("predict_interactive_pos")

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from backend.app import create_app
-from backend.bench import brush_mask
+from backend.bench.annotator import brush_mask
 
 UPLOAD = "/data/upload/1/a6b80a50-disc.png"
 POLYGON_CONFIG = """<View><Image name="image" value="$image"/>
@@ -27,12 +27,6 @@ MULTI_LABEL_CONFIG = """<View><Image name="image" value="$image"/>
 @pytest.fixture
 def client(make_settings):
     return create_app(make_settings()).test_client()
-
-
-@pytest.fixture
-def click_body(capture):
-    """The captured interactive request (one positive smart keypoint at the image centre)."""
-    return capture("predict_interactive_pos")
 
 
 def with_regions(body: dict, *regions: dict, label_config: str | None = None, image: str | None = None) -> dict:
@@ -181,19 +175,6 @@ def test_basic_auth(make_settings):
     assert client.get("/health", headers=auth("ls", "wrong")).status_code == 401
     assert client.post("/setup", json={}, headers=auth("other", "s3cret")).status_code == 401
     assert client.get("/health", headers=auth("ls", "s3cret")).status_code == 200
-
-
-def test_metrics_count_requests_errors_and_latency(client, click_body):
-    client.get("/health")
-    client.post("/predict", json=click_body)
-    client.post("/predict", data=b"nope", content_type="application/json")
-    text = client.get("/metrics").get_data(as_text=True)
-    assert 'fcanet_http_requests_total{method="GET",route="/health",status="200"} 1.0' in text
-    assert 'fcanet_http_requests_total{method="POST",route="/predict",status="200"} 1.0' in text
-    assert 'fcanet_errors_total{error="BadRequest"} 1.0' in text
-    assert 'fcanet_http_request_duration_seconds_count{route="/predict"} 2.0' in text
-    assert 'fcanet_model_version_info{version="tiny-lite0"} 1.0' in text
-    assert "fcanet_queue_up 1.0" in text
 
 
 # ------------------------------------------------------------------ hostile requests over real HTTP

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.bench import REPO_ROOT
+from backend.bench.harness import REPO_ROOT
 
 STATS = {"p50", "p95", "mean", "max"}
 REPORT_KEYS = {"annotators", "clicks_per_annotator", "requests", "errors", "error_samples", "wall_s",

@@ -1,10 +1,7 @@
 """``python -m backend``: the parser, worker start-up errors, and ``serve`` through gunicorn."""
 from __future__ import annotations
 
-import argparse
-import importlib
 import json
-import logging
 import subprocess
 import sys
 
@@ -14,30 +11,24 @@ import requests
 from rq import Worker
 
 from backend import cli
-from backend.bench import REPO_ROOT, ManagedProcess, free_port
-from backend.logs import JsonFormatter
+from backend.bench.harness import REPO_ROOT, ManagedProcess, free_port
 
 
 def commands(parser) -> set[str]:
     return set(parser._subparsers._group_actions[0].choices)
 
 
-def test_core_commands_and_the_commands_of_the_other_modules():
-    names = commands(cli.build_parser())
-    assert {"serve", "worker"} <= names
-    for name in cli.COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"backend.{name}")
-        except ModuleNotFoundError:
-            continue
-        own = argparse.ArgumentParser()
-        module.register_cli(own.add_subparsers())
-        assert commands(own) and commands(own) <= names, name
-
-
-def test_a_command_module_that_is_not_installed_is_skipped(monkeypatch):
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("registry", "not_installed_module"))
-    assert commands(cli.build_parser()) == {"serve", "worker", "versions"}
+def test_every_documented_command_parses():
+    parser = cli.build_parser()
+    assert commands(parser) == {"serve", "worker", "auto-annotate", "versions", "fine-tune", "cron"}
+    args = parser.parse_args(["auto-annotate", "--project", "3", "--no-only-missing", "--filter", "id=1-5",
+                              "--no-wait"])
+    assert (args.project, args.only_missing, args.filter, args.wait) == (3, False, ["id=1-5"], False)
+    assert parser.parse_args(["versions", "promote", "v1"]).name == "v1"
+    assert parser.parse_args(["fine-tune", "--project", "2", "--enqueue"]).enqueue
+    assert parser.parse_args(["cron", "--interval", "5"]).interval == 5
+    with pytest.raises(SystemExit):
+        parser.parse_args(["cron", "--interval", "5", "--schedule", "0 3 * * *"])
 
 
 def run_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -73,14 +64,6 @@ def test_serve_runs_the_wsgi_app_under_gunicorn(backend_env, tmp_path):
     lines = [json.loads(line) for line in web.log_path.read_text().splitlines() if line.startswith("{")]
     assert any(line["msg"] == "request" and line.get("route") == "/predict" and line.get("status") == 400
                for line in lines)
-
-
-def test_json_log_lines_carry_the_extra_fields():
-    record = logging.LogRecord("backend.x", logging.INFO, __file__, 1, "segmented %s", ("ok",), None)
-    record.task_id, record.duration_ms = 7, 12.5
-    line = json.loads(JsonFormatter().format(record))
-    assert line["msg"] == "segmented ok" and line["level"] == "info" and line["logger"] == "backend.x"
-    assert line["task_id"] == 7 and line["duration_ms"] == 12.5
 
 
 @pytest.mark.slow

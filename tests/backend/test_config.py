@@ -5,7 +5,7 @@ from dataclasses import fields
 
 import pytest
 
-from backend.config import Settings
+from backend.config import LearningConfig, Settings
 
 EVERY_VARIABLE = {
     "MODEL_DIR": "/data/models", "FCANET_CHECKPOINT": "/m.pt", "REDIS_URL": "redis://r:6379/2",
@@ -16,7 +16,7 @@ EVERY_VARIABLE = {
     "IMAGE_DOWNLOAD_TIMEOUT": "4.5", "MAX_REQUEST_BYTES": "5000",
     "VERIFY_SSL": "0", "PREDICT_TIMEOUT": "9.5", "JOB_TIMEOUT": "7", "WORKER_HEARTBEAT_TTL": "4",
     "TRAIN_EVERY_N_EXAMPLES": "5", "LOG_LEVEL": "debug", "LOG_FORMAT": "TEXT", "PORT": "9191", "WORKERS": "2",
-    "THREADS": "3", "TORCH_THREADS": "1",
+    "THREADS": "3", "TORCH_THREADS": "1", "FINETUNE_STEPS": "9",
 }
 
 
@@ -62,3 +62,16 @@ def test_bad_values_name_the_variable(env, message):
 def test_secrets_stay_out_of_repr():
     text = repr(Settings.from_env(EVERY_VARIABLE))
     assert "redis://r" not in text and "'k'" not in text and "'p'" not in text
+
+
+def test_learning_config_reads_and_checks_the_environment() -> None:
+    cfg = LearningConfig.from_env({"FINETUNE_STEPS": "7", "FINETUNE_LR": "0.01", "TRAIN_SCHEDULE": "0 4 * * *",
+                                   "FINETUNE_ROBOT_ROUNDS": "2"})
+    assert (cfg.steps, cfg.lr, cfg.schedule, cfg.batch_size, cfg.robot_rounds) == (7, 0.01, "0 4 * * *", 8, 2)
+    with pytest.raises(ValueError, match="FINETUNE_ROBOT_ROUNDS"):
+        LearningConfig.from_env({"FINETUNE_ROBOT_ROUNDS": "-1"})
+    with pytest.raises(ValueError, match="FINETUNE_STEPS"):
+        LearningConfig.from_env({"FINETUNE_STEPS": "many"})
+    with pytest.raises(ValueError, match="HOLDOUT_FRACTION"):
+        LearningConfig.from_env({"HOLDOUT_FRACTION": "1.5"})
+    assert Settings.from_env({"FINETUNE_STEPS": "7"}).learning.steps == 7

@@ -11,8 +11,10 @@ import redis
 from rq import Queue
 
 from backend import cron, learning
-from backend.bench import ManagedProcess
-from backend.examples import AnnotationRecord, ExampleStore, Instance
+from backend.bench.harness import ManagedProcess
+from backend.annotations import AnnotationRecord
+from backend.examples import ExampleStore
+from backend.masks import Instance
 from backend.registry import write_json_atomic
 
 
@@ -37,9 +39,9 @@ def settings(make_settings, redis_url: str, tmp_path: Path):
     return make_settings(MODEL_DIR=str(tmp_path), REDIS_URL=redis_url)
 
 
-def test_scheduler_registers_the_nightly_job_on_the_training_queue(settings, monkeypatch) -> None:
-    monkeypatch.setenv("TRAIN_SCHEDULE", "30 2 * * *")
-    [job] = cron.build_scheduler(settings).get_jobs()
+def test_scheduler_registers_the_nightly_job_on_the_training_queue(make_settings, settings) -> None:
+    [job] = cron.build_scheduler(make_settings(MODEL_DIR=settings.model_dir, REDIS_URL=settings.redis_url,
+                                               TRAIN_SCHEDULE="30 2 * * *")).get_jobs()
     assert (job.queue_name, job.func_name, job.cron) == ("training", "backend.cron.scheduled_fine_tune", "30 2 * * *")
     local = job.next_enqueue_time.astimezone()
     assert (local.hour, local.minute) == (2, 30) and job.next_enqueue_time > datetime.now(local.tzinfo)

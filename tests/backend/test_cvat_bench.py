@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.bench import REPO_ROOT
+from backend.bench.harness import REPO_ROOT
 from backend.cvat_bench import parse_sizes
 
 FRAME_KEYS = {"size", "image_bytes", "response_bytes", "decode_ms", "predict_ms", "encode_ms", "naive_encode_ms",

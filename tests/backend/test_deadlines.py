@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from backend.app import create_app
-from backend.bench import ManagedProcess, free_port
+from backend.bench.harness import ManagedProcess, free_port
 
 DRIP = "/drip/0.5/1/a6b80a50-disc.png"
 DOWNLOAD_TIMEOUT_S = 3.0

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend.bench import free_port
+from backend.bench.harness import free_port
 from backend.images import (ImageDecodeError, ImageFetcher, ImageNotAllowed, ImageNotFound, ImageReferenceError,
                             ImageSourceError, ImageTooLarge, decode_image)
 from backend.labelstudio import Credentials, LabelStudioError, LabelStudioUnavailable

@@ -1,4 +1,4 @@
-"""The process-wide engine (tiny model): segmentation, box zoom, version switching; the segment job payload."""
+"""The process-wide engine (tiny model): segmentation, box zoom, version switching."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,12 +7,8 @@ import torch
 from PIL import Image
 
 import fcanet_core
-from backend.bench import brush_mask
-from backend.errors import BadRequest
 from backend.inference import InferenceEngine, get_engine, resolve_device
-from backend.jobs import SegmentRequest, run_segment
-from backend.labelstudio import Credentials
-from backend.prompts import Box, OutputSpec
+from backend.regions import Box
 from backend.registry import ModelRegistry
 from fcanet_core import Click
 from fcanet_core.transforms import zoom_crop
@@ -91,25 +87,3 @@ def test_device_names():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             resolve_device("cuda")
-
-
-def request(**changes) -> SegmentRequest:
-    fields = dict(image="/data/upload/1/a6b80a50-disc.png", task_id=1, credentials=Credentials(),
-                  clicks=(Click(160.5, 120.25, True), Click(10, 20, False)), box=Box(1, 2, 3, 4),
-                  output=OutputSpec("brushlabels", "tag", "image", "Object", 320, 240), model_version="tiny-lite0")
-    return SegmentRequest(**{**fields, **changes})
-
-
-def test_segment_payload_round_trip_and_errors():
-    original = request()
-    assert SegmentRequest.from_payload(original.to_payload()) == original
-    with pytest.raises(BadRequest, match="malformed segment job payload"):
-        SegmentRequest.from_payload({"image": "x", "clicks": [[1, 2]]})
-
-
-def test_the_result_has_the_size_label_studio_measured(make_settings):
-    small = request(box=None, clicks=(Click(80, 60, True),),
-                    output=OutputSpec("brushlabels", "tag", "image", "Object", 160, 120))
-    answer = run_segment(small, make_settings())
-    assert brush_mask(answer["result"][0]).shape == (120, 160)
-    assert answer["model_version"] == "tiny-lite0"

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from backend.bench import free_port
+from backend.bench.harness import free_port
 from backend.config import Settings
 from backend.images import ImageFetcher
 from backend.labelstudio import (Credentials, LabelStudioAuthError, LabelStudioClient, LabelStudioError,

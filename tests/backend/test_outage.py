@@ -17,9 +17,9 @@ import redis
 import requests
 
 from backend.app import create_app
-from backend.bench import free_port, worker_process
+from backend.bench.harness import free_port, worker_process
 from backend.examples import ExampleStore
-from tests.backend.test_learning import PROJECT, annotation_payload
+from tests.backend.learning.support import PROJECT, annotation_payload
 
 
 class PrivateRedis:

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from label_studio_sdk.converter.brush import decode_rle
 
-from backend.bench import brush_mask
-from backend.prompts import (Box, LabelConfig, OutputSpec, Prompt, PromptError, mask_to_results, parse_prompt)
+from backend.bench.annotator import brush_mask
+from backend.prompts import LabelConfig, OutputSpec, Prompt, mask_to_results, parse_prompt
+from backend.regions import Box, PromptError
 from fcanet_core import Click
 from fcanet_core.robot import iou
 

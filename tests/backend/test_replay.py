@@ -13,7 +13,7 @@ import redis
 from rq import Queue
 
 from backend.app import create_app
-from backend.bench import brush_mask
+from backend.bench.annotator import brush_mask
 
 @pytest.fixture(scope="module")
 def captures(reference_dir: Path) -> list[str]:

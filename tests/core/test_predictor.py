@@ -124,6 +124,19 @@ def test_zoom_in_is_skipped_for_a_single_click_without_previous_object(tiny_mode
     np.testing.assert_array_equal(zooming.predict(image, clicks, prev_mask=empty).prob, full.prob)
 
 
+def test_a_box_predicts_on_its_zoom_region_and_pastes_back(tiny_model) -> None:
+    image = np.random.default_rng(6).integers(0, 256, (400, 600, 3), dtype=np.uint8)
+    clicks = [Click(240, 130, True)]
+    boxed = Predictor(tiny_model, zoom_min_size=100).predict(image, clicks, box=(200, 100, 320, 180))
+    crop = zoom_crop([*clicks, Click(200, 100, True), Click(319, 179, True)], None, 400, 600, 1.4, 100)
+    assert crop is not None and crop.size[0] < 400 and crop.size[1] < 600
+    on_crop = Predictor(tiny_model).predict(crop.image(image), crop.clicks(clicks))
+    np.testing.assert_array_equal(boxed.prob, crop.paste(on_crop.prob))
+    np.testing.assert_array_equal(boxed.mask, crop.paste(on_crop.mask.astype(np.float32)).astype(np.uint8))
+    whole = Predictor(tiny_model).predict(image, clicks, box=(0, 0, 600, 400))
+    np.testing.assert_array_equal(whole.prob, Predictor(tiny_model).predict(image, clicks).prob)
+
+
 def test_the_input_short_side_follows_the_model() -> None:
     from torch import nn
 

@@ -14,7 +14,7 @@ Session fixtures
         ``add_local_files``, ``connect_backend``, ``interactive_annotating``,
         ``retrieve_predictions``, ``predictions``, ``create_annotation``, and plain ``request``.
     ``e2e_redis_url`` -> str
-        ``redis://…/<db>``: a Redis db claimed for this session with ``backend.bench.claim_redis_db``
+        ``redis://…/<db>``: a Redis db claimed for this session with ``backend.bench.harness.claim_redis_db``
         (emptied before and after; dbs of other live sessions or holding other data are skipped).
         ``$FCANET_TEST_REDIS`` sets the server (default ``redis://127.0.0.1:6379``).
     ``backend`` -> :class:`Backend`
@@ -34,7 +34,7 @@ Session fixtures
         ``is_interactive=true`` unless ``connect=False`` (the backend is started on first need).
         :class:`Project` has ``id``, ``tasks`` (name → task id), ``ml_id``.
 
-The robot-annotator helpers live in :mod:`backend.bench` (shared with the load test):
+The robot-annotator helpers live in :mod:`backend.bench.annotator` (shared with the load test):
 ``LABEL_CONFIG``, ``keypoint_region`` (a smart keypoint as the labeling UI sends it),
 ``robot_click`` (the robot user's next click, at a pixel centre), ``brush_mask`` /
 ``result_mask`` (decode ``brushlabels`` results to 0/1 masks).
@@ -52,8 +52,9 @@ from typing import Any, Callable, Iterator, Sequence
 import pytest
 import requests
 
-from backend.bench import (LABEL_CONFIG, REPO_ROOT, ManagedProcess, claim_redis_db, free_port, release_redis_db,
-                           web_process, worker_process)
+from backend.bench.annotator import LABEL_CONFIG
+from backend.bench.harness import (REPO_ROOT, ManagedProcess, claim_redis_db, free_port, release_redis_db, web_process,
+                                   worker_process)
 from fcanet_core.datasets import Sample, load_samples
 
 LS_USER = "admin@example.com"

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from backend.bench import brush_mask, keypoint_region, robot_click
+from backend.bench.annotator import brush_mask, keypoint_region, robot_click
 from backend.config import Settings
 from backend.registry import ModelRegistry
 from fcanet_core import Click, Predictor, load_model

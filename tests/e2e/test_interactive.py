@@ -21,7 +21,7 @@ import requests
 from label_studio_sdk.converter.brush import mask2rle
 from rq import Queue
 
-from backend.bench import keypoint_region, result_mask, robot_click
+from backend.bench.annotator import keypoint_region, result_mask, robot_click
 from backend.config import Settings
 from backend.queueing import QUEUE_TRAINING
 from backend.registry import ModelRegistry

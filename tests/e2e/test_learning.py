@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from label_studio_sdk.converter.brush import mask2rle
 
-from backend.bench import ManagedProcess, keypoint_region, worker_process
+from backend.bench.annotator import keypoint_region
+from backend.bench.harness import ManagedProcess, worker_process
 from backend.config import Settings
 from backend.examples import ExampleStore
 from backend.registry import ModelRegistry

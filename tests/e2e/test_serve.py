@@ -21,7 +21,8 @@ import pytest
 import redis
 import requests
 
-from backend.bench import REPO_ROOT, ManagedProcess, claim_redis_db, free_port, keypoint_region, release_redis_db
+from backend.bench.annotator import keypoint_region
+from backend.bench.harness import REPO_ROOT, ManagedProcess, claim_redis_db, free_port, release_redis_db
 from backend.learning import KEY_PREFIX
 from backend.registry import ModelRegistry
 from fcanet_core import next_click
