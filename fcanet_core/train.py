@@ -31,9 +31,8 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from .checkpoint import atomic_save
+from .checkpoint import atomic_save, load_model, resolve_checkpoint
 from .cli import run_action
-from .checkpoint import load_model
 from .model import FCANet, build_model
 from .sampling import ItisMemory
 from .train_data import CropSpec, load_training_samples, make_example
@@ -153,9 +152,8 @@ def read_train_state(path: str | Path) -> dict[str, Any]:
 
 def _init_weights(model: FCANet, path: str | Path, arch: str) -> None:
     """Copy weights from a training state or any checkpoint :func:`fcanet_core.load_model` reads."""
+    path = resolve_checkpoint(path)
     try:
-        if not Path(path).is_file():
-            raise ValueError("not a file: a name load_model knows, such as 'default'")
         state = read_train_state(path)
         source_arch, weights = state["arch"], state["model"]
     except ValueError:

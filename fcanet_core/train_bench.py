@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .datasets import Sample
 from .model import build_model
 from .sampling import ItisMemory
 from .train import TrainConfig
@@ -35,11 +36,10 @@ VARIANTS: dict[str, StepOptions] = {
 }
 
 
-def bench_variant(config: TrainConfig, options: StepOptions, steps: int, warmup: int, seed: int = 0,
-                  device: str = "cpu") -> dict[str, object]:
-    """Time ``steps`` training steps (after ``warmup`` untimed ones) of ``config`` run with ``options``."""
+def bench_variant(config: TrainConfig, samples: Sequence[Sample], options: StepOptions, steps: int, warmup: int,
+                  seed: int = 0, device: str = "cpu") -> dict[str, object]:
+    """Time ``steps`` training steps (after ``warmup`` untimed ones) of ``config`` on ``samples`` run with ``options``."""
     dev = torch.device(device)
-    samples = load_training_samples(config.train_dirs)
     torch.manual_seed(seed)
     model = prepare_model(build_model(config.arch, pretrained=False).to(dev).train(), options)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -82,7 +82,9 @@ def run_train_bench(config: TrainConfig, variants: Sequence[str], steps: int, wa
         raise ValueError(f"unknown variants {unknown}; known: {sorted(VARIANTS)}")
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    results = {name: bench_variant(config, VARIANTS[name], steps, warmup, device=device) for name in variants}
+    samples = load_training_samples(config.train_dirs)
+    results = {name: bench_variant(config, samples, VARIANTS[name], steps, warmup, device=device)
+               for name in variants}
     reference = results[variants[0]]["images_per_s"]
     for result in results.values():
         result["speedup"] = result["images_per_s"] / reference
