@@ -45,7 +45,7 @@ from PIL import Image
 from fcanet_core import next_click
 from fcanet_core.datasets import load_samples
 
-from .bench.harness import machine_info
+from .bench.harness import machine_info, run_report
 from .bench.load import DEFAULT_IMAGES
 from .config import Settings
 from .cvat import CvatInteractor, mask_json, parse_request
@@ -151,13 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    report = run_bench(args.sizes, args.repeat, args.images)
-    text = json.dumps(report, indent=2)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
-    sys.stdout.write(text + "\n")
-    return 0
+    return run_report(lambda: run_bench(args.sizes, args.repeat, args.images), args.json)
 
 
 if __name__ == "__main__":

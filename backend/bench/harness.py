@@ -12,7 +12,6 @@ import functools
 import json
 import logging
 import os
-import platform
 import signal
 import socket
 import subprocess
@@ -28,6 +27,8 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import redis
 import requests
+
+from fcanet_core.bench import machine_info as core_machine_info
 
 logger = logging.getLogger(__name__)
 
@@ -229,15 +230,8 @@ def percentiles_ms(seconds: Sequence[float]) -> dict[str, float]:
 
 def machine_info() -> dict:
     """CPU model, core count and platform of this machine."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform()}
+    info = core_machine_info()
+    return {"cpu": info["cpu_model"], "cores": info["cores"], "platform": info["platform"]}
 
 
 def run_report(produce: Callable[[], dict], json_path: Path | None,
