@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import runpy
@@ -22,9 +23,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,7 +37,8 @@ from .checkpoint import atomic_save, load_model, resolve_checkpoint
 from .cli import run_action
 from .model import FCANet, build_model
 from .sampling import ItisMemory
-from .train_data import CropSpec, load_training_samples, make_example
+from .train_batches import BatchPlan, BatchStream, SampleOrder
+from .train_data import CropSpec, load_training_samples
 from .train_step import StepOptions, prepare_model, remember_robot_clicks, robot_rounds, train_step
 
 logger = logging.getLogger(__name__)
@@ -76,8 +79,10 @@ class TrainConfig:
     seed: int = 0
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
     channels_last: bool = True  # NHWC weights and images (see fcanet_core.train_bench)
-    bf16_train: bool = False  # bfloat16 autocast of the training forward on CPU
+    bf16_train: bool = True  # bfloat16 autocast of the training forward on CPU
     bf16_robot: bool = True  # bfloat16 autocast of the robot-round forwards on CPU
+    fp32_depthwise: bool = True  # lite0's depthwise convolutions stay float32 under bfloat16 autocast
+    prefetch: bool = True  # draw the next batch in a background thread (same batches as without)
     extra: dict[str, Any] = field(default_factory=dict)  # free notes stored with the run
 
     def __post_init__(self) -> None:
@@ -91,14 +96,16 @@ class TrainConfig:
     @property
     def step_options(self) -> StepOptions:
         """How each step runs: memory layout and reduced precision."""
-        return StepOptions(self.channels_last, self.bf16_train, self.bf16_robot)
+        return StepOptions(self.channels_last, self.bf16_train, self.bf16_robot, self.fp32_depthwise,
+                           self.prefetch)
 
     @property
-    def crop_spec(self) -> CropSpec:
-        """The view settings for :mod:`fcanet_core.train_data`."""
-        return CropSpec(self.crop, self.short_side, tuple(self.scale_range), self.flip)
+    def batch_plan(self) -> BatchPlan:
+        """What each step draws (see :mod:`fcanet_core.train_batches`)."""
+        crop = CropSpec(self.crop, self.short_side, tuple(self.scale_range), self.flip)
+        return BatchPlan(self.batch_size, crop, self.robot_rounds, self.itis_start)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
@@ -163,28 +170,6 @@ def _init_weights(model: FCANet, path: str | Path, arch: str) -> None:
         raise ValueError(f"--init checkpoint {path} is a {source_arch!r} model but the config trains {arch!r}")
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
     logger.info("initialised from %s", path)
-
-
-class _Order:
-    """Epoch-wise random order over the samples, resumable from its state."""
-
-    def __init__(self, n: int) -> None:
-        self.n, self.perm, self.pos, self.epoch = n, np.zeros(0, dtype=np.int64), 0, -1
-
-    def take(self, k: int, rng: np.random.Generator) -> list[int]:
-        out: list[int] = []
-        while len(out) < k:
-            if self.pos >= self.perm.size:
-                self.perm, self.pos, self.epoch = rng.permutation(self.n), 0, self.epoch + 1
-            out.append(int(self.perm[self.pos]))
-            self.pos += 1
-        return out
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"perm": self.perm.tolist(), "pos": self.pos, "epoch": self.epoch}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.perm, self.pos, self.epoch = np.asarray(state["perm"], dtype=np.int64), state["pos"], state["epoch"]
 
 
 def _evaluate(model: FCANet, config: TrainConfig) -> dict[str, float]:
@@ -256,7 +241,7 @@ def train(config: TrainConfig, out_dir: str | Path, device: str = "cpu", resume:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: poly_factor(s, elapsed, config))
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     rng = np.random.default_rng(config.seed)
-    order = _Order(len(samples))
+    order = SampleOrder(len(samples))
     memory = ItisMemory(config.itis_probability)
 
     if resume:
@@ -274,15 +259,17 @@ def train(config: TrainConfig, out_dir: str | Path, device: str = "cpu", resume:
         memory.load_state_dict(state["itis"])
         step, elapsed = state["step"], state["elapsed_s"]
         logger.info("resumed %s at step %d", state_path, step)
+    data_state: dict[str, Any] = {"numpy": rng.bit_generator.state, "order": order.state_dict()}  # as of the last step
 
     def save() -> None:
+        batches.flush()  # the ITIS memory holds every finished step's clicks
         atomic_save({
             "format": STATE_FORMAT, "arch": config.arch, "config": dataclasses.asdict(config),
             "step": step, "elapsed_s": elapsed, "n_samples": len(samples),
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()},
-            "order": order.state_dict(), "itis": memory.state_dict(),
+            "rng": {"numpy": data_state["numpy"], "torch": torch.get_rng_state()},
+            "order": data_state["order"], "itis": memory.state_dict(),
         }, state_path)
 
     def log(record: dict[str, Any]) -> None:
@@ -306,21 +293,22 @@ def train(config: TrainConfig, out_dir: str | Path, device: str = "cpu", resume:
     bar = tqdm(total=last_step, initial=step, desc="train", unit="step", disable=not progress, mininterval=5)
     window: list[float] = []
     window_start = time.perf_counter()
+    batches = BatchStream(samples, config.batch_plan, rng, order, memory, step, prefetch=config.prefetch)
     try:
         while step < last_step and run_progress(step, elapsed, config) < 1.0 and not stop.set:
             tic = time.perf_counter()
-            examples = [make_example(samples, i, config.crop_spec, rng, memory)
-                        for i in order.take(config.batch_size, rng)]
-            if config.robot_rounds and step >= config.itis_start:
-                examples = robot_rounds(model, examples, int(rng.integers(0, config.robot_rounds + 1)), dev,
-                                        config.step_options)
+            batch = batches.next()
+            examples = robot_rounds(model, batch.examples, batch.rounds, dev, config.step_options)
             try:
                 loss, logits = train_step(model, optimizer, scaler, examples, dev, config.step_options)
             except FloatingPointError as exc:
                 raise FloatingPointError(f"{exc} at step {step}") from None
             lr = optimizer.param_groups[0]["lr"]
+            bookkeeping = None
             if step >= config.itis_start and memory.probability > 0:
-                remember_robot_clicks(examples, logits, memory)
+                bookkeeping = functools.partial(remember_robot_clicks, examples, logits.detach(), memory)
+            batches.finish(batch, bookkeeping)
+            data_state = batch.data_state
             step += 1
             elapsed += time.perf_counter() - tic
             scheduler.step()
@@ -332,7 +320,7 @@ def train(config: TrainConfig, out_dir: str | Path, device: str = "cpu", resume:
                 ips = len(window) * config.batch_size / max(now - window_start, 1e-9)
                 bar.set_postfix(loss=f"{np.mean(window):.4f}", img_s=f"{ips:.1f}")
                 log({"step": step, "loss": float(np.mean(window)), "lr": lr, "images_per_s": ips,
-                     "elapsed_s": round(elapsed, 1), "epoch": order.epoch})
+                     "elapsed_s": round(elapsed, 1), "epoch": batch.epoch})
                 window, window_start = [], now
             if step % config.checkpoint_every == 0:
                 save()
@@ -343,6 +331,7 @@ def train(config: TrainConfig, out_dir: str | Path, device: str = "cpu", resume:
         if config.eval_dir and run_progress(step, elapsed, config) >= 1.0:
             run_eval()
     finally:
+        batches.close()
         bar.close()
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -6,14 +6,16 @@ Every variant runs the same step as :mod:`fcanet_core.train` (views read and cro
 training folders, simulated clicks, robot rounds on the current predictions, forward, click loss,
 backward, SGD step, ITIS bookkeeping) on the same sample order, views and robot-round counts, from
 the same random initial weights, so the variants differ only in how the step runs. Each variant
-reports images/s and where the time goes (data, robot rounds, gradient step).
+reports images/s and where the time goes (data: the wait for the next batch, which prefetching
+hides; robot rounds; gradient step).
 """
 from __future__ import annotations
 
+import functools
 import statistics
 import time
-from dataclasses import asdict
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import asdict, replace
 
 import numpy as np
 import torch
@@ -22,17 +24,24 @@ from .datasets import Sample
 from .model import build_model
 from .sampling import ItisMemory
 from .train import TrainConfig
-from .train_data import load_training_samples, make_example
+from .train_batches import BatchStream, SampleOrder
+from .train_data import load_training_samples
 from .train_step import StepOptions, prepare_model, remember_robot_clicks, robot_rounds, train_step
+
+_BEFORE = StepOptions(channels_last=False, bf16_train=False, bf16_robot=False, fp32_depthwise=False, prefetch=False)
 
 # The step as it ran before these options existed, then each option alone and the combinations.
 VARIANTS: dict[str, StepOptions] = {
-    "baseline_fp32_nchw": StepOptions(channels_last=False, bf16_train=False, bf16_robot=False),
-    "channels_last": StepOptions(channels_last=True, bf16_train=False, bf16_robot=False),
-    "bf16_robot": StepOptions(channels_last=False, bf16_train=False, bf16_robot=True),
-    "bf16_train_and_robot": StepOptions(channels_last=False, bf16_train=True, bf16_robot=True),
-    "channels_last_bf16_robot": StepOptions(channels_last=True, bf16_train=False, bf16_robot=True),
-    "channels_last_bf16_train_and_robot": StepOptions(channels_last=True, bf16_train=True, bf16_robot=True),
+    "baseline_fp32_nchw": _BEFORE,
+    "channels_last": replace(_BEFORE, channels_last=True),
+    "bf16_robot": replace(_BEFORE, bf16_robot=True),
+    "bf16_train_and_robot": replace(_BEFORE, bf16_train=True, bf16_robot=True),
+    "channels_last_bf16_robot": replace(_BEFORE, channels_last=True, bf16_robot=True),
+    "channels_last_bf16_train_and_robot": replace(_BEFORE, channels_last=True, bf16_train=True, bf16_robot=True),
+    "channels_last_bf16_train_and_robot_fp32_depthwise": replace(_BEFORE, channels_last=True, bf16_train=True,
+                                                                 bf16_robot=True, fp32_depthwise=True),
+    "channels_last_bf16_robot_prefetch": replace(_BEFORE, channels_last=True, bf16_robot=True, prefetch=True),
+    "default": StepOptions(),
 }
 
 
@@ -45,26 +54,28 @@ def bench_variant(config: TrainConfig, samples: Sequence[Sample], options: StepO
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda")
-    rng = np.random.default_rng(seed)
     memory = ItisMemory(config.itis_probability)
-    order = rng.permutation(len(samples))
+    plan = replace(config.batch_plan, itis_start=0)  # robot rounds from the first step: the full step
+    stream = BatchStream(samples, plan, np.random.default_rng(seed), SampleOrder(len(samples)), memory,
+                         prefetch=options.prefetch)
     phases: dict[str, list[float]] = {"data": [], "robot": [], "step": [], "total": []}
     losses: list[float] = []
-    for i in range(warmup + steps):
-        t0 = time.perf_counter()
-        indices = order[(i * config.batch_size) % len(order):][: config.batch_size]
-        examples = [make_example(samples, int(k), config.crop_spec, rng, memory) for k in indices]
-        t1 = time.perf_counter()
-        rounds = int(rng.integers(0, config.robot_rounds + 1)) if config.robot_rounds else 0
-        examples = robot_rounds(model, examples, rounds, dev, options)
-        t2 = time.perf_counter()
-        loss, logits = train_step(model, optimizer, scaler, examples, dev, options)
-        remember_robot_clicks(examples, logits, memory)
-        t3 = time.perf_counter()
-        if i >= warmup:
-            for name, seconds in (("data", t1 - t0), ("robot", t2 - t1), ("step", t3 - t2), ("total", t3 - t0)):
-                phases[name].append(seconds)
-            losses.append(loss)
+    try:
+        for i in range(warmup + steps):
+            t0 = time.perf_counter()
+            batch = stream.next()
+            t1 = time.perf_counter()
+            examples = robot_rounds(model, batch.examples, batch.rounds, dev, options)
+            t2 = time.perf_counter()
+            loss, logits = train_step(model, optimizer, scaler, examples, dev, options)
+            stream.finish(batch, functools.partial(remember_robot_clicks, examples, logits.detach(), memory))
+            t3 = time.perf_counter()
+            if i >= warmup:
+                for name, seconds in (("data", t1 - t0), ("robot", t2 - t1), ("step", t3 - t2), ("total", t3 - t0)):
+                    phases[name].append(seconds)
+                losses.append(loss)
+    finally:
+        stream.close()
     total = sum(phases["total"])
     return {
         "options": asdict(options),

@@ -6,31 +6,37 @@ throughput benchmark), so the benchmark times exactly the step the training runs
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from .losses import click_loss
 from .model import FCANet
+from .model.lite0 import DepthwiseConv2d
 from .sampling import ItisMemory, robot_update
 from .train_data import Example, collate
 
 
 @dataclass(frozen=True)
 class StepOptions:
-    """How a step runs (not what it learns): memory layout and reduced-precision choices."""
+    """How a step runs (not what it learns): memory layout, reduced precision, batch prefetching."""
 
     channels_last: bool = True  # NHWC weights and images
-    bf16_train: bool = False  # bfloat16 autocast of the training forward on CPU
+    bf16_train: bool = True  # bfloat16 autocast of the training forward on CPU
     bf16_robot: bool = True  # bfloat16 autocast of the no-gradient robot-round forwards on CPU
+    fp32_depthwise: bool = True  # depthwise convolutions stay float32 inside bfloat16 autocast (lite0)
+    prefetch: bool = True  # draw the next batch in a background thread during the step
 
 
 def prepare_model(model: FCANet, options: StepOptions) -> FCANet:
-    """Put the model in the memory layout ``options`` asks for (in place; returns it)."""
+    """Put the model in the memory layout and precision split ``options`` ask for (in place; returns it)."""
     if options.channels_last:
         model.to(memory_format=torch.channels_last)
+    for module in model.modules():
+        if isinstance(module, DepthwiseConv2d):
+            module.fp32_under_autocast = options.fp32_depthwise
     return model
 
 
@@ -84,6 +90,7 @@ def train_step(model: FCANet, optimizer: torch.optim.Optimizer, scaler: torch.am
     with _autocast(device, options.bf16_train):
         logits, first_logits = model.forward_with_first_head(batch["image"], batch["pos"], batch["neg"],
                                                              batch["first"])
+    logits, first_logits = logits.float(), first_logits.float()
     loss = click_loss(logits, first_logits, batch["gt"], batch["pos"], batch["neg"], batch["first"])
     if not torch.isfinite(loss):
         raise FloatingPointError(f"loss is not finite ({loss.item()})")

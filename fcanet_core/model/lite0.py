@@ -69,6 +69,24 @@ def _bn(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)
 
 
+class DepthwiseConv2d(nn.Conv2d):
+    """A depthwise convolution that can stay in float32 inside an autocast region that records gradients.
+
+    With ``fp32_under_autocast`` set (see :func:`fcanet_core.train_step.prepare_model`), a
+    bfloat16 training forward runs this layer in float32: oneDNN's bfloat16 depthwise *backward*
+    is several times slower than its float32 one, while every other layer gains from bfloat16.
+    Without gradients (robot rounds, inference) the bfloat16 forward is the faster one and is kept.
+    """
+
+    fp32_under_autocast: bool = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fp32_under_autocast and torch.is_grad_enabled() and torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                return super().forward(x.float())
+        return super().forward(x)
+
+
 class MBConv(nn.Module):
     """Inverted residual block without squeeze-excitation (expand 1×1, depthwise k×k, project 1×1)."""
 
@@ -79,8 +97,8 @@ class MBConv(nn.Module):
         if self.has_expand:
             self._expand_conv = nn.Conv2d(in_ch, mid, 1, bias=False)
             self._bn0 = _bn(mid)
-        self._depthwise_conv = nn.Conv2d(mid, mid, kernel, stride=stride, padding=dilation * (kernel // 2),
-                                         dilation=dilation, groups=mid, bias=False)
+        self._depthwise_conv = DepthwiseConv2d(mid, mid, kernel, stride=stride, padding=dilation * (kernel // 2),
+                                               dilation=dilation, groups=mid, bias=False)
         self._bn1 = _bn(mid)
         self._project_conv = nn.Conv2d(mid, out_ch, 1, bias=False)
         self._bn2 = _bn(out_ch)
