@@ -13,9 +13,21 @@ IGNORE = 255
 
 
 def _error_distance(error: np.ndarray) -> np.ndarray:
-    """Distance of each error pixel to the nearest correct pixel or the image border."""
-    padded = np.pad(error, 1, mode="constant", constant_values=False)
-    return distance_transform_edt(padded)[1:-1, 1:-1]
+    """Distance of each error pixel to the nearest correct pixel or the image border (0 elsewhere).
+
+    The transform runs on the errors' bounding box padded by one pixel: every pixel outside the
+    box is correct, and for an error pixel the nearest outside pixel is never closer than the
+    nearest pixel of the padding ring (clamp it to the box), so the distances, and the first
+    maximum in row-major order, equal those of the transform over the whole padded image.
+    """
+    distance = np.zeros(error.shape, dtype=np.float64)
+    rows, cols = np.flatnonzero(error.any(axis=1)), np.flatnonzero(error.any(axis=0))
+    if rows.size == 0:
+        return distance
+    box = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+    padded = np.pad(error[box], 1, mode="constant", constant_values=False)
+    distance[box] = distance_transform_edt(padded)[1:-1, 1:-1]
+    return distance
 
 
 def next_click(pred: np.ndarray, gt: np.ndarray, clicks: Sequence[Click] = ()) -> Click:
