@@ -27,8 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .cli import run_action
 from .train import TrainConfig
 
@@ -83,8 +81,8 @@ def run_arm(name: str, config: TrainConfig, run: ArmRun, folder: Path) -> dict[s
     if result_path.is_file():
         return json.loads(result_path.read_text())
     folder.mkdir(parents=True, exist_ok=True)
-    config_path = folder / "config.yaml"
-    config_path.write_text(yaml.safe_dump(_plain(dataclasses.asdict(config)), sort_keys=False))
+    config_path = folder / "config.json"  # JSON is YAML to load_config, and it writes tuples as lists
+    config_path.write_text(json.dumps(dataclasses.asdict(config), indent=2))
     env = {**os.environ, "OMP_NUM_THREADS": str(run.threads), "OMP_WAIT_POLICY": "PASSIVE"}
     state = folder / "train" / "last.pt"
     if state.is_file():  # an interrupted arm continues its own run
@@ -107,15 +105,6 @@ def run_arm(name: str, config: TrainConfig, run: ArmRun, folder: Path) -> dict[s
     result = _summary(name, config, folder)
     result_path.write_text(json.dumps(result, indent=2) + "\n")
     return result
-
-
-def _plain(value: Any) -> Any:
-    """Tuples as lists, so the arm's config is plain YAML."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _summary(name: str, config: TrainConfig, folder: Path) -> dict[str, Any]:
@@ -154,7 +143,7 @@ def run_ablation(arms_file: str | Path, run: ArmRun, out: str | Path, parallel: 
         "parallel": parallel,
         "dataset": run.dataset,
         "max_clicks": run.max_clicks,
-        "overrides": {name: _plain(o) for name, o in arms.items()},
+        "overrides": arms,
         "arms": results,
     }
 
