@@ -29,5 +29,5 @@ CONFIG = load_config(Path(__file__).with_name("lite0_cpu.py")).replace(
     checkpoint_every=50,
     eval_every=500,
     eval_limit=10,
-    seed=11,
+    seed=12,
 )

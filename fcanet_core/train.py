@@ -9,7 +9,9 @@ The run folder holds ``last.pt`` (the full training state: model, optimizer, LR 
 data order, ITIS memory and RNG states, written atomically every ``checkpoint_every`` steps and at
 the end) and ``metrics.jsonl`` (the learning curve: step, loss, lr, images/s and, when evaluated,
 NoC@85/90 on the evaluation folder). ``--resume`` continues a killed run exactly where its last
-checkpoint left it. Export a model for use with :mod:`fcanet_core.export_model`.
+checkpoint left it. Export a model for use with :mod:`fcanet_core.export_model`. With
+``processes: N`` in the config the run is data-parallel over N single-threaded CPU processes
+(:mod:`fcanet_core.train_parallel`), each with 1/N of every batch and its own share of the samples.
 """
 from __future__ import annotations
 
@@ -39,7 +41,9 @@ from .model import FCANet, build_model
 from .sampling import ItisMemory
 from .train_batches import BatchPlan, BatchStream, SampleOrder
 from .train_data import CropSpec, load_training_samples
-from .train_step import StepOptions, prepare_model, remember_robot_clicks, robot_rounds, train_step
+from .train_parallel import (all_gather, all_sum, average_buffers, average_gradients, check_same_weights,
+                             run_data_parallel)
+from .train_step import StepOptions, prepare_model, run_step
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +87,7 @@ class TrainConfig:
     bf16_robot: bool = True  # bfloat16 autocast of the robot-round forwards on CPU
     fp32_depthwise: bool = True  # lite0's depthwise convolutions stay float32 under bfloat16 autocast
     prefetch: bool = True  # draw the next batch in a background thread (same batches as without)
+    processes: int = 1  # CPU data parallelism: processes sharing each batch (fcanet_core.train_parallel)
     extra: dict[str, Any] = field(default_factory=dict)  # free notes stored with the run
 
     def __post_init__(self) -> None:
@@ -92,6 +97,8 @@ class TrainConfig:
             raise ValueError("batch_size and max_steps must be positive and crop at least 16")
         if not 0.0 <= self.itis_probability <= 1.0:
             raise ValueError("itis_probability must lie in [0, 1]")
+        if self.processes < 1 or self.batch_size % self.processes:
+            raise ValueError("processes must be positive and divide batch_size")
 
     @property
     def step_options(self) -> StepOptions:
@@ -103,7 +110,7 @@ class TrainConfig:
     def batch_plan(self) -> BatchPlan:
         """What each step draws (see :mod:`fcanet_core.train_batches`)."""
         crop = CropSpec(self.crop, self.short_side, tuple(self.scale_range), self.flip)
-        return BatchPlan(self.batch_size, crop, self.robot_rounds, self.itis_start)
+        return BatchPlan(self.batch_size, crop, self.robot_rounds, self.itis_start, self.seed)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed."""
@@ -150,10 +157,17 @@ def poly_factor(step: int, elapsed_s: float, config: TrainConfig) -> float:
 
 
 def read_train_state(path: str | Path) -> dict[str, Any]:
-    """Load a ``last.pt`` training state (on CPU); ``ValueError`` if the file is something else."""
+    """Load a ``last.pt`` training state (on CPU); ``ValueError`` if the file is something else.
+
+    ``state["ranks"]`` holds each process's data state: its generators (``numpy``, ``torch``), sample
+    ``order`` and ITIS memory (``itis``); states written before data parallelism are read as one rank.
+    """
     state = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ValueError(f"{path} is not a training state written by fcanet_core.train")
+    if "ranks" not in state:
+        rng = state.pop("rng")
+        state["ranks"] = [{**rng, "order": state.pop("order"), "itis": state.pop("itis")}]
     return state
 
 
@@ -205,7 +219,7 @@ def train(config: TrainConfig, out_dir: str | Path, device: str = "cpu", resume:
     """Train (or fine-tune with ``init``) and return the path of the final training state.
 
     Args:
-        config: the run's settings.
+        config: the run's settings; ``config.processes > 1`` trains data-parallel on the CPU.
         out_dir: run folder for ``last.pt`` and ``metrics.jsonl``.
         device: ``"cpu"`` or ``"cuda"`` (mixed precision on CUDA).
         resume: continue from ``out_dir/last.pt`` (its model, optimizer, schedule, data order,
@@ -224,13 +238,32 @@ def train(config: TrainConfig, out_dir: str | Path, device: str = "cpu", resume:
         raise ValueError(f"--resume: no training state at {state_path}")
     if not resume and state_path.is_file():
         raise ValueError(f"{state_path} exists: pass resume=True (--resume) or choose another --out")
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
+    if resume and len(read_train_state(state_path)["ranks"]) != config.processes:
+        raise ValueError(f"{state_path} was trained with {len(read_train_state(state_path)['ranks'])} "
+                         f"process(es); the config gives {config.processes}")
+    args = (config, out, device, resume, init, stop_after, progress)
+    if config.processes == 1:
+        if config.num_threads:
+            torch.set_num_threads(config.num_threads)
+        _train_rank(0, 1, *args)
+    elif device != "cpu":
+        raise ValueError("processes > 1 is CPU data parallelism; on CUDA use processes: 1")
+    else:
+        threads = max(1, (config.num_threads or torch.get_num_threads()) // config.processes)
+        run_data_parallel(config.processes, _train_rank, args, threads)
+    return state_path
+
+
+def _train_rank(rank: int, world: int, config: TrainConfig, out: Path, device: str, resume: bool,
+                init: str | Path | None, stop_after: int | None, progress: bool) -> None:
+    """The training loop of one process: its share of the samples and of every batch (see :func:`train`)."""
+    state_path = out / STATE_FILE
     dev = torch.device(device)
     amp = dev.type == "cuda"  # fp16 autocast with loss scaling on CUDA (see train_step)
 
-    samples = load_training_samples(config.train_dirs)
-    torch.manual_seed(config.seed)  # the heads' initialisation
+    all_samples = load_training_samples(config.train_dirs)
+    samples = all_samples[rank::world]
+    torch.manual_seed(config.seed)  # the heads' initialisation (the same in every process)
     model = build_model(config.arch, **({"pretrained": config.pretrained} if config.arch == "lite0" else {}))
     if init is not None and not resume:
         _init_weights(model, init, config.arch)
@@ -240,43 +273,50 @@ def train(config: TrainConfig, out_dir: str | Path, device: str = "cpu", resume:
     step, elapsed = 0, 0.0
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: poly_factor(s, elapsed, config))
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(config.seed if rank == 0 else (config.seed, rank))
     order = SampleOrder(len(samples))
     memory = ItisMemory(config.itis_probability)
 
     if resume:
         state = read_train_state(state_path)
-        if state["arch"] != config.arch or len(samples) != state["n_samples"]:
+        if state["arch"] != config.arch or len(all_samples) != state["n_samples"]:
             raise ValueError(f"{state_path} was trained as {state['arch']} on {state['n_samples']} samples; "
-                             f"the config gives {config.arch} on {len(samples)}")
+                             f"the config gives {config.arch} on {len(all_samples)}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
-        rng.bit_generator.state = state["rng"]["numpy"]
-        torch.set_rng_state(state["rng"]["torch"])
-        order.load_state_dict(state["order"])
-        memory.load_state_dict(state["itis"])
+        own = state["ranks"][rank]
+        rng.bit_generator.state = own["numpy"]
+        torch.set_rng_state(own["torch"])
+        order.load_state_dict(own["order"])
+        memory.load_state_dict(own["itis"])
         step, elapsed = state["step"], state["elapsed_s"]
-        logger.info("resumed %s at step %d", state_path, step)
+        if rank == 0:
+            logger.info("resumed %s at step %d", state_path, step)
     data_state: dict[str, Any] = {"numpy": rng.bit_generator.state, "order": order.state_dict()}  # as of the last step
 
     def save() -> None:
         batches.flush()  # the ITIS memory holds every finished step's clicks
-        atomic_save({
-            "format": STATE_FORMAT, "arch": config.arch, "config": dataclasses.asdict(config),
-            "step": step, "elapsed_s": elapsed, "n_samples": len(samples),
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            "rng": {"numpy": data_state["numpy"], "torch": torch.get_rng_state()},
-            "order": data_state["order"], "itis": memory.state_dict(),
-        }, state_path)
+        check_same_weights(model, world)
+        average_buffers(model, world)
+        ranks = all_gather({**data_state, "torch": torch.get_rng_state(), "itis": memory.state_dict()}, world)
+        if rank == 0:
+            atomic_save({
+                "format": STATE_FORMAT, "arch": config.arch, "config": dataclasses.asdict(config),
+                "step": step, "elapsed_s": elapsed, "n_samples": len(all_samples),
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "ranks": ranks,
+            }, state_path)
 
     def log(record: dict[str, Any]) -> None:
         with open(out / METRICS_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def run_eval() -> None:
+        average_buffers(model, world)
+        if rank != 0:
+            return
         try:
             metrics = _evaluate(model, config)
         except Exception:  # an evaluation failure must not end a long run
@@ -290,37 +330,37 @@ def train(config: TrainConfig, out_dir: str | Path, device: str = "cpu", resume:
     in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers need it
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)} if in_main_thread else {}
     last_step = min(config.max_steps, stop_after) if stop_after is not None else config.max_steps
-    bar = tqdm(total=last_step, initial=step, desc="train", unit="step", disable=not progress, mininterval=5)
+    bar = tqdm(total=last_step, initial=step, desc="train", unit="step", disable=not progress or rank > 0,
+               mininterval=5)
     window: list[float] = []
     window_start = time.perf_counter()
-    batches = BatchStream(samples, config.batch_plan, rng, order, memory, step, prefetch=config.prefetch)
+    plan = dataclasses.replace(config.batch_plan, batch_size=config.batch_size // world)
+    batches = BatchStream(samples, plan, rng, order, memory, step, prefetch=config.prefetch)
+    sync = functools.partial(average_gradients, list(model.parameters()), world) if world > 1 else None
     try:
         while step < last_step and run_progress(step, elapsed, config) < 1.0 and not stop.set:
             tic = time.perf_counter()
-            batch = batches.next()
-            examples = robot_rounds(model, batch.examples, batch.rounds, dev, config.step_options)
             try:
-                loss, logits = train_step(model, optimizer, scaler, examples, dev, config.step_options)
+                record = run_step(model, optimizer, scaler, batches, memory if step >= config.itis_start else None,
+                                  dev, config.step_options, sync)
             except FloatingPointError as exc:
                 raise FloatingPointError(f"{exc} at step {step}") from None
             lr = optimizer.param_groups[0]["lr"]
-            bookkeeping = None
-            if step >= config.itis_start and memory.probability > 0:
-                bookkeeping = functools.partial(remember_robot_clicks, examples, logits.detach(), memory)
-            batches.finish(batch, bookkeeping)
-            data_state = batch.data_state
+            data_state = record.batch.data_state
+            loss_sum, stops, seconds = all_sum([record.loss, float(stop.set), time.perf_counter() - tic], world)
+            stop.set = stops > 0  # rank 0 got the signal; every process stops after this step
             step += 1
-            elapsed += time.perf_counter() - tic
+            elapsed += seconds / world
             scheduler.step()
-            window.append(loss)
+            window.append(loss_sum / world)
             bar.update(1)
             finished = step == last_step or run_progress(step, elapsed, config) >= 1.0
-            if step % config.log_every == 0 or finished:
+            if rank == 0 and (step % config.log_every == 0 or finished):
                 now = time.perf_counter()
                 ips = len(window) * config.batch_size / max(now - window_start, 1e-9)
                 bar.set_postfix(loss=f"{np.mean(window):.4f}", img_s=f"{ips:.1f}")
                 log({"step": step, "loss": float(np.mean(window)), "lr": lr, "images_per_s": ips,
-                     "elapsed_s": round(elapsed, 1), "epoch": batch.epoch})
+                     "elapsed_s": round(elapsed, 1), "epoch": record.batch.epoch})
                 window, window_start = [], now
             if step % config.checkpoint_every == 0:
                 save()
@@ -335,8 +375,8 @@ def train(config: TrainConfig, out_dir: str | Path, device: str = "cpu", resume:
         bar.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
-    logger.info("stopped at step %d of %d (%.0f s of training)", step, config.max_steps, elapsed)
-    return state_path
+    if rank == 0:
+        logger.info("stopped at step %d of %d (%.0f s of training)", step, config.max_steps, elapsed)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

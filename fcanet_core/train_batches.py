@@ -1,8 +1,9 @@
 """The stream of training batches: epoch-wise sample order, views, clicks and robot-round counts.
 
 One random generator draws everything a step needs besides the network (the sample order, each
-view and its simulated or remembered clicks, the number of robot rounds), in that order, so a run
-is reproducible and resumable from :attr:`Batch.data_state`. With ``prefetch`` the next batch is
+view and its simulated or remembered clicks), in that order, so a run is reproducible and resumable
+from :attr:`Batch.data_state`; the number of robot rounds of a step is a function of the step (the
+same in every data-parallel process). With ``prefetch`` the next batch is
 drawn in a background thread while the current one trains (reading, scaling and cropping release
 the GIL; the step's torch threads leave gaps), and a finished batch's ITIS bookkeeping (the robot's
 click on each prediction) runs in a second one. The batches are the same as without prefetching,
@@ -58,6 +59,7 @@ class BatchPlan:
     crop: CropSpec
     robot_rounds: int = 0  # 0..robot_rounds (uniform) robot rounds per step from ``itis_start``
     itis_start: int = 0
+    rounds_seed: int = 0  # the rounds of step k come from (rounds_seed, k): data-parallel processes agree
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,7 @@ class BatchStream:
         examples = [make_example(self._samples, i, plan.crop, self._rng, self._memory) for i in indices]
         rounds = 0
         if plan.robot_rounds and self._step >= plan.itis_start:
-            rounds = int(self._rng.integers(0, plan.robot_rounds + 1))
+            rounds = int(np.random.default_rng((plan.rounds_seed, self._step)).integers(0, plan.robot_rounds + 1))
         state = {"numpy": self._rng.bit_generator.state, "order": self._order.state_dict()}
         batch = Batch(self._step, examples, rounds, state, self._order.epoch)
         self._step += 1

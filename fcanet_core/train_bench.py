@@ -7,15 +7,16 @@ training folders, simulated clicks, robot rounds on the current predictions, for
 backward, SGD step, ITIS bookkeeping) on the same sample order, views and robot-round counts, from
 the same random initial weights, so the variants differ only in how the step runs. Each variant
 reports images/s and where the time goes (data: the wait for the next batch, which prefetching
-hides; robot rounds; gradient step).
+hides; robot rounds; gradient step). ``default_2_processes`` runs the default step data-parallel
+(:mod:`fcanet_core.train_parallel`): two single-threaded processes, each with half of every batch
+drawn from its own half of the samples, averaging gradients; its phases and loss are rank 0's.
 """
 from __future__ import annotations
 
 import functools
 import statistics
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -26,28 +27,63 @@ from .sampling import ItisMemory
 from .train import TrainConfig
 from .train_batches import BatchStream, SampleOrder
 from .train_data import load_training_samples
-from .train_step import StepOptions, prepare_model, remember_robot_clicks, robot_rounds, train_step
+from .train_parallel import average_gradients, run_data_parallel
+from .train_step import StepOptions, prepare_model, run_step
 
 _BEFORE = StepOptions(channels_last=False, bf16_train=False, bf16_robot=False, fp32_depthwise=False, prefetch=False)
 
+
+@dataclass(frozen=True)
+class Variant:
+    """How a benched step runs: its step options, and the data-parallel processes sharing each batch."""
+
+    options: StepOptions
+    processes: int = 1
+
+
 # The step as it ran before these options existed, then each option alone and the combinations.
-VARIANTS: dict[str, StepOptions] = {
-    "baseline_fp32_nchw": _BEFORE,
-    "channels_last": replace(_BEFORE, channels_last=True),
-    "bf16_robot": replace(_BEFORE, bf16_robot=True),
-    "bf16_train_and_robot": replace(_BEFORE, bf16_train=True, bf16_robot=True),
-    "channels_last_bf16_robot": replace(_BEFORE, channels_last=True, bf16_robot=True),
-    "channels_last_bf16_train_and_robot": replace(_BEFORE, channels_last=True, bf16_train=True, bf16_robot=True),
-    "channels_last_bf16_train_and_robot_fp32_depthwise": replace(_BEFORE, channels_last=True, bf16_train=True,
-                                                                 bf16_robot=True, fp32_depthwise=True),
-    "channels_last_bf16_robot_prefetch": replace(_BEFORE, channels_last=True, bf16_robot=True, prefetch=True),
-    "default": StepOptions(),
+VARIANTS: dict[str, Variant] = {
+    "baseline_fp32_nchw": Variant(_BEFORE),
+    "channels_last": Variant(replace(_BEFORE, channels_last=True)),
+    "bf16_robot": Variant(replace(_BEFORE, bf16_robot=True)),
+    "bf16_train_and_robot": Variant(replace(_BEFORE, bf16_train=True, bf16_robot=True)),
+    "channels_last_bf16_robot": Variant(replace(_BEFORE, channels_last=True, bf16_robot=True)),
+    "channels_last_bf16_train_and_robot": Variant(replace(_BEFORE, channels_last=True, bf16_train=True,
+                                                          bf16_robot=True)),
+    "channels_last_bf16_train_and_robot_fp32_depthwise": Variant(replace(_BEFORE, channels_last=True, bf16_train=True,
+                                                                         bf16_robot=True, fp32_depthwise=True)),
+    "channels_last_bf16_robot_prefetch": Variant(replace(_BEFORE, channels_last=True, bf16_robot=True,
+                                                         prefetch=True)),
+    "default": Variant(StepOptions()),
+    "default_2_processes": Variant(StepOptions(), processes=2),
 }
 
 
-def bench_variant(config: TrainConfig, samples: Sequence[Sample], options: StepOptions, steps: int, warmup: int,
+def bench_variant(config: TrainConfig, samples: Sequence[Sample], variant: Variant, steps: int, warmup: int,
                   seed: int = 0, device: str = "cpu") -> dict[str, object]:
-    """Time ``steps`` training steps (after ``warmup`` untimed ones) of ``config`` on ``samples`` run with ``options``."""
+    """Time ``steps`` training steps (after ``warmup`` untimed ones) of ``config`` on ``samples`` run as ``variant``."""
+    args = (config, samples, variant.options, steps, warmup, seed, device)
+    if variant.processes == 1:
+        timings = _bench_rank(0, 1, *args)
+    else:
+        if config.batch_size % variant.processes:
+            raise ValueError(f"batch size {config.batch_size} does not split over {variant.processes} processes")
+        threads = max(1, torch.get_num_threads() // variant.processes)
+        timings = run_data_parallel(variant.processes, _bench_rank, args, threads)
+    phases, losses = timings
+    total = sum(phases["total"])
+    return {
+        "options": asdict(variant.options),
+        "processes": variant.processes,
+        "images_per_s": steps * config.batch_size / total,
+        "seconds_per_step": {name: statistics.fmean(v) for name, v in phases.items()},
+        "mean_loss": statistics.fmean(losses),
+    }
+
+
+def _bench_rank(rank: int, world: int, config: TrainConfig, samples: Sequence[Sample], options: StepOptions,
+                steps: int, warmup: int, seed: int, device: str) -> tuple[dict[str, list[float]], list[float]]:
+    """One process's share of :func:`bench_variant`: its step phases (seconds) and losses (rank 0's share)."""
     dev = torch.device(device)
     torch.manual_seed(seed)
     model = prepare_model(build_model(config.arch, pretrained=False).to(dev).train(), options)
@@ -55,34 +91,24 @@ def bench_variant(config: TrainConfig, samples: Sequence[Sample], options: StepO
                                 weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda")
     memory = ItisMemory(config.itis_probability)
-    plan = replace(config.batch_plan, itis_start=0)  # robot rounds from the first step: the full step
-    stream = BatchStream(samples, plan, np.random.default_rng(seed), SampleOrder(len(samples)), memory,
+    plan = replace(config.batch_plan, itis_start=0, batch_size=config.batch_size // world)  # robot rounds at once
+    rng = np.random.default_rng(seed if rank == 0 else (seed, rank))
+    stream = BatchStream(samples[rank::world], plan, rng, SampleOrder(len(samples[rank::world])), memory,
                          prefetch=options.prefetch)
+    sync = functools.partial(average_gradients, list(model.parameters()), world) if world > 1 else None
     phases: dict[str, list[float]] = {"data": [], "robot": [], "step": [], "total": []}
     losses: list[float] = []
     try:
         for i in range(warmup + steps):
-            t0 = time.perf_counter()
-            batch = stream.next()
-            t1 = time.perf_counter()
-            examples = robot_rounds(model, batch.examples, batch.rounds, dev, options)
-            t2 = time.perf_counter()
-            loss, logits = train_step(model, optimizer, scaler, examples, dev, options)
-            stream.finish(batch, functools.partial(remember_robot_clicks, examples, logits.detach(), memory))
-            t3 = time.perf_counter()
+            record = run_step(model, optimizer, scaler, stream, memory, dev, options, sync)
             if i >= warmup:
-                for name, seconds in (("data", t1 - t0), ("robot", t2 - t1), ("step", t3 - t2), ("total", t3 - t0)):
+                for name, seconds in (("data", record.data_s), ("robot", record.robot_s), ("step", record.step_s)):
                     phases[name].append(seconds)
-                losses.append(loss)
+                phases["total"].append(record.data_s + record.robot_s + record.step_s)
+                losses.append(record.loss)
     finally:
         stream.close()
-    total = sum(phases["total"])
-    return {
-        "options": asdict(options),
-        "images_per_s": steps * config.batch_size / total,
-        "seconds_per_step": {name: statistics.fmean(v) for name, v in phases.items()},
-        "mean_loss": statistics.fmean(losses),
-    }
+    return phases, losses
 
 
 def run_train_bench(config: TrainConfig, variants: Sequence[str], steps: int, warmup: int,

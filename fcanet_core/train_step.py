@@ -6,7 +6,9 @@ throughput benchmark), so the benchmark times exactly the step the training runs
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import functools
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +18,7 @@ from .losses import click_loss
 from .model import FCANet
 from .model.lite0 import DepthwiseConv2d
 from .sampling import ItisMemory, robot_update
+from .train_batches import Batch, BatchStream
 from .train_data import Example, collate
 
 
@@ -80,10 +83,11 @@ def robot_rounds(model: FCANet, examples: list[Example], rounds: int, device: to
 
 
 def train_step(model: FCANet, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-               examples: Sequence[Example], device: torch.device,
-               options: StepOptions = StepOptions()) -> tuple[float, torch.Tensor]:
+               examples: Sequence[Example], device: torch.device, options: StepOptions = StepOptions(),
+               sync: Callable[[], None] | None = None) -> tuple[float, torch.Tensor]:
     """Forward, click loss, backward and optimizer step on ``examples``; returns (loss, main logits).
 
+    ``sync`` runs between backward and the optimizer step (data-parallel gradient averaging).
     Raises ``FloatingPointError`` when the loss is not finite (the weights are then left unchanged).
     """
     batch = to_device(collate(examples), device, options.channels_last)
@@ -96,6 +100,8 @@ def train_step(model: FCANet, optimizer: torch.optim.Optimizer, scaler: torch.am
         raise FloatingPointError(f"loss is not finite ({loss.item()})")
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
+    if sync is not None:
+        sync()
     scaler.step(optimizer)
     scaler.update()
     return loss.item(), logits
@@ -106,3 +112,32 @@ def remember_robot_clicks(examples: Sequence[Example], logits: torch.Tensor, mem
     probs = torch.sigmoid(logits.detach().float()).cpu().numpy()[:, 0]
     for example, prob in zip(examples, probs):
         memory.remember(example.index, example.view, robot_update(example.clicks, prob, example.gt))
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """What one step of :func:`run_step` trained on, its loss, and where its time went (seconds)."""
+
+    batch: Batch
+    loss: float
+    data_s: float  # waiting for the batch (hidden by prefetching)
+    robot_s: float  # robot rounds on the current predictions
+    step_s: float  # forward, loss, backward, optimizer step, handing over the ITIS bookkeeping
+
+
+def run_step(model: FCANet, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, stream: BatchStream,
+             memory: ItisMemory | None, device: torch.device, options: StepOptions = StepOptions(),
+             sync: Callable[[], None] | None = None) -> StepRecord:
+    """The next batch of ``stream``, its robot rounds and :func:`train_step`; its ITIS clicks go to ``memory``
+    (``None``: not remembered). Shared by the training loop and its throughput benchmark."""
+    t0 = time.perf_counter()
+    batch = stream.next()
+    t1 = time.perf_counter()
+    examples = robot_rounds(model, batch.examples, batch.rounds, device, options)
+    t2 = time.perf_counter()
+    loss, logits = train_step(model, optimizer, scaler, examples, device, options, sync)
+    bookkeeping = None
+    if memory is not None and memory.probability > 0:
+        bookkeeping = functools.partial(remember_robot_clicks, examples, logits.detach(), memory)
+    stream.finish(batch, bookkeeping)
+    return StepRecord(batch, loss, t1 - t0, t2 - t1, time.perf_counter() - t2)

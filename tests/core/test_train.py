@@ -56,8 +56,8 @@ def test_resume_after_a_stop_equals_an_uninterrupted_run(four_images: Path, tmp_
     resumed = read_train_state(train(config, tmp_path / "split", resume=True, progress=False))
     assert resumed["step"] == whole["step"] == 6
     assert resumed["scheduler"]["last_epoch"] == whole["scheduler"]["last_epoch"]
-    assert resumed["order"] == whole["order"] and resumed["itis"] == whole["itis"]
-    assert resumed["rng"]["numpy"] == whole["rng"]["numpy"]
+    (mine,), (theirs,) = resumed["ranks"], whole["ranks"]
+    assert mine["order"] == theirs["order"] and mine["itis"] == theirs["itis"] and mine["numpy"] == theirs["numpy"]
     for key, value in whole["model"].items():
         assert torch.allclose(resumed["model"][key].float(), value.float(), atol=1e-5), key
     for pid, buf in whole["optimizer"]["state"].items():
@@ -92,3 +92,12 @@ def test_main_run_config_never_trains_on_evaluation_or_held_back_data() -> None:
     assert set(names) == {"ecssd", "coco", "duts"} and names.count("coco") == 2  # COCO weighted twice
     assert "grabcut" not in names and "horses" not in names
     assert config.channels_last and config.bf16_robot and Path(config.eval_dir).name == "grabcut"
+
+
+def test_states_of_single_process_runs_before_data_parallelism_read_as_one_rank(tmp_path: Path) -> None:
+    older = {"format": "fcanet_core.train_state", "step": 7, "rng": {"numpy": {"state": 1}, "torch": torch.zeros(2)},
+             "order": {"pos": 3}, "itis": {"entries": {}}}
+    torch.save(older, tmp_path / "last.pt")
+    (rank,) = read_train_state(tmp_path / "last.pt")["ranks"]
+    assert rank["numpy"] == {"state": 1} and rank["order"] == {"pos": 3} and rank["itis"] == {"entries": {}}
+    assert torch.equal(rank["torch"], torch.zeros(2))

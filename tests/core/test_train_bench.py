@@ -31,6 +31,15 @@ def test_variants_run_the_same_steps_and_report_speedups(four_images: Path) -> N
     assert not base["options"]["channels_last"] and cl["options"]["channels_last"]
 
 
+def test_two_processes_share_each_batch(four_images: Path) -> None:
+    config = _config(four_images).replace(batch_size=4, num_threads=2)
+    report = run_train_bench(config, ["default", "default_2_processes"], steps=2, warmup=1)
+    one, two = report["variants"]["default"], report["variants"]["default_2_processes"]
+    assert (one["processes"], two["processes"]) == (1, 2) and one["options"] == two["options"]
+    assert two["images_per_s"] == pytest.approx(4 / two["seconds_per_step"]["total"], rel=1e-6)
+    assert 0 < two["mean_loss"] < 10
+
+
 def test_unknown_variant_is_refused(four_images: Path) -> None:
     with pytest.raises(ValueError, match="unknown variants"):
         run_train_bench(_config(four_images), ["fastest"], steps=1, warmup=0)
