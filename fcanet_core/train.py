@@ -338,7 +338,8 @@ def _train_rank(rank: int, world: int, config: TrainConfig, out: Path, device: s
     batches = BatchStream(samples, plan, rng, order, memory, step, prefetch=config.prefetch)
     sync = functools.partial(average_gradients, list(model.parameters()), world) if world > 1 else None
     try:
-        while step < last_step and run_progress(step, elapsed, config) < 1.0 and not stop.set:
+        stopping = False  # agreed by all processes (a signal reaches rank 0 only)
+        while step < last_step and run_progress(step, elapsed, config) < 1.0 and not stopping:
             tic = time.perf_counter()
             try:
                 record = run_step(model, optimizer, scaler, batches, memory if step >= config.itis_start else None,
@@ -348,7 +349,7 @@ def _train_rank(rank: int, world: int, config: TrainConfig, out: Path, device: s
             lr = optimizer.param_groups[0]["lr"]
             data_state = record.batch.data_state
             loss_sum, stops, seconds = all_sum([record.loss, float(stop.set), time.perf_counter() - tic], world)
-            stop.set = stops > 0  # rank 0 got the signal; every process stops after this step
+            stopping = stops > 0
             step += 1
             elapsed += seconds / world
             scheduler.step()

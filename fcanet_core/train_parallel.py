@@ -78,6 +78,13 @@ def run_data_parallel(world_size: int, target: Callable[..., T], args: tuple[Any
             dist.destroy_process_group()
         for child in children:
             child.join(timeout=60)
+    except Exception as exc:
+        for child in children:
+            child.join(timeout=10)  # a process that failed is still exiting when rank 0's collective fails
+        ended = [(c.name, c.exitcode) for c in children if c.exitcode not in (None, 0)]
+        if ended:  # e.g. rank 0's collective failed because a process ended: name it
+            raise RuntimeError(f"data-parallel processes ended early (name, exit code) {ended}; rank 0: {exc}") from exc
+        raise
     finally:
         torch.set_num_threads(threads_before)
         for child in children:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -50,7 +51,7 @@ def test_gradients_buffers_and_values_are_averaged_across_processes() -> None:
 
 
 def test_a_failing_process_fails_the_run() -> None:
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match=r"ended early.*train-rank-1"):
         run_data_parallel(2, _seeded_collectives, (1,))
     with pytest.raises(RuntimeError, match="different weights"):
         run_data_parallel(2, _different_weights, ())
@@ -87,25 +88,74 @@ def test_processes_must_divide_the_batch(four_images: Path) -> None:
         _config(four_images, batch_size=3)
 
 
-@pytest.mark.slow
-def test_sigterm_saves_and_stops_every_process(four_images: Path, tmp_path: Path) -> None:
+def _start_run(four_images: Path, tmp_path: Path, checkpoint_every: int, resume: bool = False) -> subprocess.Popen:
+    """``python -m fcanet_core.train`` with two processes on ``tmp_path/run``, as a user starts it; its output
+    goes to ``tmp_path/train.log`` (read it with :func:`_output`)."""
     config_file = tmp_path / "dp.yaml"
     config_file.write_text(f"train_dirs: [{four_images}]\ncrop: 64\nshort_side: 72\nbatch_size: 4\nmax_steps: 100000\n"
-                           "checkpoint_every: 100000\nlog_every: 1\nnum_threads: 2\nprocesses: 2\n")
-    run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "fcanet_core.train", "--config", str(config_file), "--out", str(run)],
-                            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           f"checkpoint_every: {checkpoint_every}\nlog_every: 1\nnum_threads: 2\nprocesses: 2\n")
+    command = [sys.executable, "-m", "fcanet_core.train", "--config", str(config_file), "--out", str(tmp_path / "run")]
+    with open(tmp_path / "train.log", "w") as log:
+        return subprocess.Popen(command + (["--resume"] if resume else []), cwd=REPO_ROOT, stdout=log,
+                                stderr=subprocess.STDOUT)
+
+
+def _output(tmp_path: Path) -> str:
+    return (tmp_path / "train.log").read_text(errors="replace")
+
+
+def _wait_for_steps(proc: subprocess.Popen, tmp_path: Path, steps: int) -> None:
+    metrics, deadline = tmp_path / "run" / "metrics.jsonl", time.monotonic() + 240
+    while not metrics.is_file() or len(metrics.read_text().splitlines()) < steps:
+        assert proc.poll() is None and time.monotonic() < deadline, _output(tmp_path)[-2000:]
+        time.sleep(0.2)
+
+
+def _stop(proc: subprocess.Popen, signum: int, pid: int | None = None) -> int:
+    """Send ``signum`` to ``pid`` (default: the run) and return the run's exit status."""
     try:
-        deadline = time.monotonic() + 240
-        while not (run / "metrics.jsonl").is_file() or len((run / "metrics.jsonl").read_text().splitlines()) < 2:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=120)
+        os.kill(pid or proc.pid, signum)
+        return proc.wait(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 0, stderr[-2000:]
+
+
+def _rank_1_pid(parent: int) -> int:
+    """The spawned training process among ``parent``'s children (not multiprocessing's resource tracker)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields, cmdline = stat.read_text().rsplit(")", 1)[1].split(), (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == parent and b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+            return int(stat.parent.name)
+    raise AssertionError("no rank-1 process found")
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_stops_every_process(four_images: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = _start_run(four_images, tmp_path, checkpoint_every=100000)
+    _wait_for_steps(proc, tmp_path, 2)
+    assert _stop(proc, signal.SIGTERM) == 0, _output(tmp_path)[-2000:]
     state = read_train_state(run / "last.pt")
     assert state["step"] >= 2 and len(state["ranks"]) == 2
     logged = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert logged[-1] == state["step"]  # the saved state is the last finished step, as logged
+
+
+@pytest.mark.slow
+def test_a_killed_process_ends_the_run_with_its_last_checkpoint_resumable(four_images: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = _start_run(four_images, tmp_path, checkpoint_every=2)
+    _wait_for_steps(proc, tmp_path, 5)
+    assert _stop(proc, signal.SIGKILL, _rank_1_pid(proc.pid)) != 0
+    output = _output(tmp_path)
+    assert "ended early" in output and "train-rank-1" in output, output[-2000:]
+    saved = read_train_state(run / "last.pt")  # the last checkpoint, intact
+    assert saved["step"] >= 4 and saved["step"] % 2 == 0
+    resumed = _start_run(four_images, tmp_path, checkpoint_every=2, resume=True)
+    _wait_for_steps(resumed, tmp_path, len((run / "metrics.jsonl").read_text().splitlines()) + 2)
+    assert _stop(resumed, signal.SIGTERM) == 0, _output(tmp_path)[-2000:]
+    assert f"resumed {run / 'last.pt'} at step {saved['step']}" in _output(tmp_path)
+    assert read_train_state(run / "last.pt")["step"] > saved["step"]
