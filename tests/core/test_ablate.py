@@ -64,3 +64,11 @@ def test_cli_prints_the_table_and_writes_json(four_images: Path, tmp_path: Path)
                           check=False)
     assert done.returncode == 0, done.stderr
     assert "| only |" in done.stdout and json.loads(out.read_text())["arms"]["only"]["max_clicks"] == 2
+
+
+@pytest.mark.parametrize("arms_file", ["ablations.py", "ablation_data_parallel.py"])
+def test_shipped_arms_files_load_and_never_train_on_evaluation_data(arms_file: str) -> None:
+    base, arms = load_arms(REPO_ROOT / "configs" / arms_file)
+    for overrides in arms.values():
+        names = {Path(d).name for d in base.replace(**overrides).train_dirs}
+        assert names <= {"ecssd", "coco", "duts"}, names
