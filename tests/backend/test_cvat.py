@@ -340,27 +340,21 @@ def test_image_may_come_as_a_data_url(make_function):
 
 
 # ---------------------------------------------------------------------- semantics
-def disk_image(size: int = 240, radius: int = 60) -> tuple[np.ndarray, np.ndarray]:
-    """A filled red disk on a noise background, and its 0/1 mask."""
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:size, :size]
-    disk = (xx - size / 2) ** 2 + (yy - size / 2) ** 2 <= radius ** 2
-    image = rng.integers(0, 120, (size, size, 3), dtype=np.uint8)
-    image[disk] = (220, 40, 40)
-    return image, disk.astype(np.uint8)
-
-
-def test_centre_click_segments_the_disk_and_negatives_stay_out(make_function):
-    image, disk = disk_image()
-    data = image_file(image, "png")
+def test_first_click_segments_the_object_and_negatives_stay_out(make_function, samples):
+    """A real photo (GrabCut's first image): the robot's first click gives the object, negative points stay out."""
+    rgb, gt = samples[0].load()
+    height, width = gt.shape
+    data = image_file(rgb, "png")
     function = make_function()
-    status, reply = function.call(payload(data, [[120.0, 120.0]]))
+    first = next_click(np.zeros_like(gt), gt)
+    status, reply = function.call(payload(data, [[float(first.x), float(first.y)]]))
     assert status == 200
-    mask = assert_cvat_accepts(reply, 240, 240)
-    assert mask[120, 120] == 1 and iou(mask, disk) >= 0.75        # the bundled lite0 gets ~0.83
-    status, reply = function.call(payload(data, [[120.0, 120.0]], [[20.0, 20.0], [220.0, 200.0]]))
-    mask = assert_cvat_accepts(reply, 240, 240)
-    assert mask[20, 20] == 0 and mask[200, 220] == 0 and mask[120, 120] == 1
+    mask = assert_cvat_accepts(reply, width, height)
+    assert mask[first.y, first.x] == 1 and iou(mask, gt) >= 0.75     # the bundled lite0 gets 0.89
+    negatives = [[10.0, 10.0], [width - 11.0, height - 11.0]]         # background corners
+    status, reply = function.call(payload(data, [[float(first.x), float(first.y)]], negatives))
+    mask = assert_cvat_accepts(reply, width, height)
+    assert mask[10, 10] == 0 and mask[height - 11, width - 11] == 0 and mask[first.y, first.x] == 1
 
 
 def test_robot_session_through_the_handler_reaches_the_predictors_noc(make_function, predictor, samples):
