@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import logging
 import runpy
@@ -41,7 +40,7 @@ from .model import FCANet, build_model
 from .sampling import ItisMemory
 from .train_batches import BatchPlan, BatchStream, SampleOrder
 from .train_data import CropSpec, load_training_samples
-from .train_parallel import (all_gather, all_sum, average_buffers, average_gradients, check_same_weights,
+from .train_parallel import (all_gather, all_sum, average_buffers, check_same_weights, gradient_sync, rank_generator,
                              run_data_parallel)
 from .train_step import StepOptions, prepare_model, run_step
 
@@ -238,9 +237,11 @@ def train(config: TrainConfig, out_dir: str | Path, device: str = "cpu", resume:
         raise ValueError(f"--resume: no training state at {state_path}")
     if not resume and state_path.is_file():
         raise ValueError(f"{state_path} exists: pass resume=True (--resume) or choose another --out")
-    if resume and len(read_train_state(state_path)["ranks"]) != config.processes:
-        raise ValueError(f"{state_path} was trained with {len(read_train_state(state_path)['ranks'])} "
-                         f"process(es); the config gives {config.processes}")
+    if resume:
+        trained_with = len(read_train_state(state_path)["ranks"])
+        if trained_with != config.processes:
+            raise ValueError(f"{state_path} was trained with {trained_with} process(es); "
+                             f"the config gives {config.processes}")
     args = (config, out, device, resume, init, stop_after, progress)
     if config.processes == 1:
         if config.num_threads:
@@ -273,7 +274,7 @@ def _train_rank(rank: int, world: int, config: TrainConfig, out: Path, device: s
     step, elapsed = 0, 0.0
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: poly_factor(s, elapsed, config))
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    rng = np.random.default_rng(config.seed if rank == 0 else (config.seed, rank))
+    rng = rank_generator(config.seed, rank)
     order = SampleOrder(len(samples))
     memory = ItisMemory(config.itis_probability)
 
@@ -336,7 +337,7 @@ def _train_rank(rank: int, world: int, config: TrainConfig, out: Path, device: s
     window_start = time.perf_counter()
     plan = dataclasses.replace(config.batch_plan, batch_size=config.batch_size // world)
     batches = BatchStream(samples, plan, rng, order, memory, step, prefetch=config.prefetch)
-    sync = functools.partial(average_gradients, list(model.parameters()), world) if world > 1 else None
+    sync = gradient_sync(model, world)
     try:
         stopping = False  # agreed by all processes (a signal reaches rank 0 only)
         while step < last_step and run_progress(step, elapsed, config) < 1.0 and not stopping:

@@ -13,12 +13,10 @@ drawn from its own half of the samples, averaging gradients; its phases and loss
 """
 from __future__ import annotations
 
-import functools
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
-import numpy as np
 import torch
 
 from .datasets import Sample
@@ -27,7 +25,7 @@ from .sampling import ItisMemory
 from .train import TrainConfig
 from .train_batches import BatchStream, SampleOrder
 from .train_data import load_training_samples
-from .train_parallel import average_gradients, run_data_parallel
+from .train_parallel import gradient_sync, rank_generator, run_data_parallel
 from .train_step import StepOptions, prepare_model, run_step
 
 _BEFORE = StepOptions(channels_last=False, bf16_train=False, bf16_robot=False, fp32_depthwise=False, prefetch=False)
@@ -62,12 +60,11 @@ VARIANTS: dict[str, Variant] = {
 def bench_variant(config: TrainConfig, samples: Sequence[Sample], variant: Variant, steps: int, warmup: int,
                   seed: int = 0, device: str = "cpu") -> dict[str, object]:
     """Time ``steps`` training steps (after ``warmup`` untimed ones) of ``config`` on ``samples`` run as ``variant``."""
+    config = config.replace(processes=variant.processes)  # ValueError unless they divide the batch
     args = (config, samples, variant.options, steps, warmup, seed, device)
     if variant.processes == 1:
         timings = _bench_rank(0, 1, *args)
     else:
-        if config.batch_size % variant.processes:
-            raise ValueError(f"batch size {config.batch_size} does not split over {variant.processes} processes")
         threads = max(1, torch.get_num_threads() // variant.processes)
         timings = run_data_parallel(variant.processes, _bench_rank, args, threads)
     phases, losses = timings
@@ -92,10 +89,10 @@ def _bench_rank(rank: int, world: int, config: TrainConfig, samples: Sequence[Sa
     scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda")
     memory = ItisMemory(config.itis_probability)
     plan = replace(config.batch_plan, itis_start=0, batch_size=config.batch_size // world)  # robot rounds at once
-    rng = np.random.default_rng(seed if rank == 0 else (seed, rank))
-    stream = BatchStream(samples[rank::world], plan, rng, SampleOrder(len(samples[rank::world])), memory,
+    share = samples[rank::world]
+    stream = BatchStream(share, plan, rank_generator(seed, rank), SampleOrder(len(share)), memory,
                          prefetch=options.prefetch)
-    sync = functools.partial(average_gradients, list(model.parameters()), world) if world > 1 else None
+    sync = gradient_sync(model, world)
     phases: dict[str, list[float]] = {"data": [], "robot": [], "step": [], "total": []}
     losses: list[float] = []
     try:

@@ -23,6 +23,7 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -95,6 +96,20 @@ def run_data_parallel(world_size: int, target: Callable[..., T], args: tuple[Any
     if failed:
         raise RuntimeError(f"data-parallel processes failed: {failed}")
     return result
+
+
+def rank_generator(seed: int, rank: int) -> np.random.Generator:
+    """The data generator of process ``rank``: rank 0's is a one-process run's, the others' differ."""
+    return np.random.default_rng(seed if rank == 0 else (seed, rank))
+
+
+def gradient_sync(model: torch.nn.Module, world_size: int) -> Callable[[], None] | None:
+    """What :func:`fcanet_core.train_step.train_step` runs between backward and step: the gradient average
+    over the processes (``None`` for one process)."""
+    if world_size == 1:
+        return None
+    parameters = list(model.parameters())
+    return lambda: average_gradients(parameters, world_size)
 
 
 def average_gradients(parameters: Iterable[torch.nn.Parameter], world_size: int) -> None:
