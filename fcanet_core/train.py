@@ -57,6 +57,7 @@ class TrainConfig:
 
     arch: str = "lite0"
     train_dirs: tuple[str, ...] = ()
+    holdout_dirs: tuple[str, ...] = ()  # split folders whose images are never trained on (fcanet_core.splits)
     pretrained: bool = True  # ImageNet backbone (lite0 only)
     crop: int = 256
     short_side: int = 352
@@ -262,7 +263,7 @@ def _train_rank(rank: int, world: int, config: TrainConfig, out: Path, device: s
     dev = torch.device(device)
     amp = dev.type == "cuda"  # fp16 autocast with loss scaling on CUDA (see train_step)
 
-    all_samples = load_training_samples(config.train_dirs)
+    all_samples = load_training_samples(config.train_dirs, config.holdout_dirs)
     samples = all_samples[rank::world]
     torch.manual_seed(config.seed)  # the heads' initialisation (the same in every process)
     model = build_model(config.arch, **({"pretrained": config.pretrained} if config.arch == "lite0" else {}))

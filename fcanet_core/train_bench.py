@@ -116,7 +116,7 @@ def run_train_bench(config: TrainConfig, variants: Sequence[str], steps: int, wa
         raise ValueError(f"unknown variants {unknown}; known: {sorted(VARIANTS)}")
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    samples = load_training_samples(config.train_dirs)
+    samples = load_training_samples(config.train_dirs, config.holdout_dirs)
     results = {name: bench_variant(config, samples, VARIANTS[name], steps, warmup, device=device)
                for name in variants}
     reference = results[variants[0]]["images_per_s"]

@@ -21,6 +21,7 @@ from .clicks import Click, encode_clicks
 from .datasets import Sample, load_samples
 from .robot import IGNORE
 from .sampling import ItisMemory, simulate_clicks
+from .splits import without_held_out
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +56,15 @@ class CropSpec:
     flip: bool = True
 
 
-def load_training_samples(folders: Sequence[str | Path]) -> list[Sample]:
-    """All samples of the given dataset folders, in a deterministic order."""
+def load_training_samples(folders: Sequence[str | Path], holdout: Sequence[str | Path] = ()) -> list[Sample]:
+    """All samples of the given dataset folders in a deterministic order, minus the images of the
+    ``holdout`` split folders (see :mod:`fcanet_core.splits`)."""
     if not folders:
         raise ValueError("no training folders given")
     samples: list[Sample] = []
     for folder in folders:
         samples.extend(load_samples(folder))
+    samples = without_held_out(samples, holdout)
     logger.info("training on %d samples from %d folder(s)", len(samples), len(folders))
     return samples
 
