@@ -30,6 +30,7 @@ from .model import MODEL_BUILDERS, build_model
 from .predictor import Predictor
 from .train import load_config
 from .train_bench import VARIANTS, run_train_bench
+from .train_step import native_cpu_bf16
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -74,8 +75,9 @@ def machine_info() -> dict[str, object]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return {"cpu_model": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "torch": torch.__version__}
+    return {"cpu_model": cpu, "cores": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "native_bf16": native_cpu_bf16(),
+            "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__}
 
 
 def _timed(fn: Callable[[], object]) -> tuple[float, float]:

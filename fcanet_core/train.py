@@ -42,7 +42,7 @@ from .train_batches import BatchPlan, BatchStream, SampleOrder
 from .train_data import CropSpec, load_training_samples
 from .train_parallel import (all_gather, all_sum, average_buffers, check_same_weights, gradient_sync, rank_generator,
                              run_data_parallel)
-from .train_step import StepOptions, prepare_model, run_step
+from .train_step import StepOptions, native_precision, prepare_model, run_step
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +83,8 @@ class TrainConfig:
     seed: int = 0
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
     channels_last: bool = True  # NHWC weights and images (see fcanet_core.train_bench)
-    bf16_train: bool = True  # bfloat16 autocast of the training forward on CPU
-    bf16_robot: bool = True  # bfloat16 autocast of the robot-round forwards on CPU
+    bf16_train: bool = True  # bfloat16 autocast of the training forward on CPUs with native bfloat16
+    bf16_robot: bool = True  # bfloat16 autocast of the robot-round forwards on CPUs with native bfloat16
     fp32_depthwise: bool = True  # lite0's depthwise convolutions stay float32 under bfloat16 autocast
     prefetch: bool = True  # draw the next batch in a background thread (same batches as without)
     processes: int = 1  # CPU data parallelism: processes sharing each batch (fcanet_core.train_parallel)
@@ -102,9 +102,9 @@ class TrainConfig:
 
     @property
     def step_options(self) -> StepOptions:
-        """How each step runs: memory layout and reduced precision."""
-        return StepOptions(self.channels_last, self.bf16_train, self.bf16_robot, self.fp32_depthwise,
-                           self.prefetch)
+        """How each step runs: memory layout and reduced precision (CPU bfloat16 only where native)."""
+        return native_precision(StepOptions(self.channels_last, self.bf16_train, self.bf16_robot,
+                                            self.fp32_depthwise, self.prefetch))
 
     @property
     def batch_plan(self) -> BatchPlan:

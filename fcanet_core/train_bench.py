@@ -26,7 +26,7 @@ from .train import TrainConfig
 from .train_batches import BatchStream, SampleOrder
 from .train_data import load_training_samples
 from .train_parallel import gradient_sync, rank_generator, run_data_parallel
-from .train_step import StepOptions, prepare_model, run_step
+from .train_step import StepOptions, native_precision, prepare_model, run_step
 
 _BEFORE = StepOptions(channels_last=False, bf16_train=False, bf16_robot=False, fp32_depthwise=False, prefetch=False)
 
@@ -52,8 +52,8 @@ VARIANTS: dict[str, Variant] = {
                                                                          bf16_robot=True, fp32_depthwise=True)),
     "channels_last_bf16_robot_prefetch": Variant(replace(_BEFORE, channels_last=True, bf16_robot=True,
                                                          prefetch=True)),
-    "default": Variant(StepOptions()),
-    "default_2_processes": Variant(StepOptions(), processes=2),
+    "default": Variant(native_precision(StepOptions())),  # what training runs on this CPU
+    "default_2_processes": Variant(native_precision(StepOptions()), processes=2),
 }
 
 

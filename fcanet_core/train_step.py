@@ -33,6 +33,19 @@ class StepOptions:
     prefetch: bool = True  # draw the next batch in a background thread during the step
 
 
+def native_cpu_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX)."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def native_precision(options: StepOptions) -> StepOptions:
+    """``options`` without CPU bfloat16 autocast where the CPU has no native bfloat16: emulated, a
+    bfloat16 step is about 8× slower than float32 (AVX2-only EPYC: 0.33 against 2.66 images/s)."""
+    if native_cpu_bf16():
+        return options
+    return dataclasses.replace(options, bf16_train=False, bf16_robot=False)
+
+
 def prepare_model(model: FCANet, options: StepOptions) -> FCANet:
     """Put the model in the memory layout and precision split ``options`` ask for (in place; returns it)."""
     if options.channels_last:

@@ -11,7 +11,7 @@ from fcanet_core import build_model
 from fcanet_core.datasets import load_samples
 from fcanet_core.model.lite0 import DepthwiseConv2d
 from fcanet_core.train_data import CropSpec, Example, make_example
-from fcanet_core.train_step import StepOptions, prepare_model, robot_rounds, train_step
+from fcanet_core.train_step import StepOptions, native_precision, prepare_model, robot_rounds, train_step
 
 FP32_NCHW = StepOptions(channels_last=False, bf16_train=False, bf16_robot=False, fp32_depthwise=False, prefetch=False)
 
@@ -114,3 +114,12 @@ def test_non_finite_loss_raises_and_leaves_the_weights_unchanged(four_images: Pa
         train_step(model, optimizer, torch.amp.GradScaler("cuda", enabled=False), examples, torch.device("cpu"),
                    FP32_NCHW)
     assert all(torch.equal(a, b) or (a.isnan().all() and b.isnan().all()) for a, b in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_training_uses_cpu_bfloat16_only_where_the_cpu_has_it(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    options = native_precision(StepOptions())
+    assert (options.bf16_train, options.bf16_robot) == (native, native)
+    assert options.channels_last and options.prefetch and options.fp32_depthwise
