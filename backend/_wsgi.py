@@ -5,9 +5,9 @@ CUDA cannot be used in a process forked after it was initialised.
 """
 from __future__ import annotations
 
-from .app import create_app
+from .common.logs import configure_logging
 from .config import Settings
-from .logs import configure_logging
+from .web.app import create_app
 
 settings = Settings.from_env()
 configure_logging(settings.log_level, settings.log_format)

@@ -25,17 +25,17 @@ from typing import Any, Sequence
 
 from redis.exceptions import RedisError
 
-from . import autoannotate
-from .app import create_app
+from .autoannotate import annotate as autoannotate
+from .common.errors import BackendError
+from .common.logs import configure_logging
 from .config import Settings
-from .cron import build_scheduler
-from .errors import BackendError
+from .inference.queueing import QUEUE_BATCH, QUEUE_INFERENCE, QUEUE_TRAINING, unavailable
+from .inference.worker import run_worker
+from .labelstudio.task_selection import TaskFilter
 from .learning import Reason, RunStatus, fine_tune, request_training
-from .logs import configure_logging
-from .queueing import QUEUE_BATCH, QUEUE_INFERENCE, QUEUE_TRAINING, unavailable
-from .registry import ModelRegistry
-from .task_selection import TaskFilter
-from .worker import run_worker
+from .learning.schedule import build_scheduler
+from .storage.registry import ModelRegistry
+from .web.app import create_app
 
 logger = logging.getLogger(__name__)
 

@@ -9,15 +9,15 @@ from importlib import import_module
 from typing import Any
 
 from .clicks import Click
-from .model import build_model
-from .robot import next_click
-from .sis import apply_sis
+from .evaluation.robot import next_click
+from .inference.sis import apply_sis
+from .modeling import build_model
 
 _LAZY = {
-    "load_model": ".checkpoint",
-    "save_checkpoint": ".checkpoint",
-    "Predictor": ".predictor",
-    "Prediction": ".predictor",
+    "load_model": ".modeling.checkpoint",
+    "save_checkpoint": ".modeling.checkpoint",
+    "Predictor": ".inference.predictor",
+    "Prediction": ".inference.predictor",
 }
 
 __all__ = ["Click", "build_model", "next_click", "apply_sis", *_LAZY]

@@ -24,13 +24,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import load_model
 from .clicks import Click
-from .model import MODEL_BUILDERS, build_model
-from .predictor import Predictor
+from .inference.predictor import Predictor
+from .modeling import MODEL_BUILDERS, build_model
+from .modeling.checkpoint import load_model
 from .train import load_config
-from .train_bench import VARIANTS, run_train_bench
-from .train_step import native_cpu_bf16
+from .training.bench import VARIANTS, run_train_bench
+from .training.step import native_cpu_bf16
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .clicks import Click
-from .robot import iou, next_click
+from .evaluation.robot import iou, next_click
 
 logger = logging.getLogger(__name__)
 
@@ -237,9 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import torch
 
-    from .checkpoint import load_model
-    from .datasets import detect_layout, load_samples
-    from .predictor import Predictor
+    from .data.datasets import detect_layout, load_samples
+    from .inference.predictor import Predictor
+    from .modeling.checkpoint import load_model
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .cli import run_action
-from .finetune import model_from_state
 from .train import METRICS_FILE, read_train_state
+from .training.finetune import model_from_state
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def export_model(state_path: str | Path, out_path: str | Path, name: str | None 
     ``parent`` names the checkpoint the run was initialised from; its lineage is carried over.
     ``where`` says what the run's steps ran on (e.g. ``"2-core CPU"``).
     """
-    from .checkpoint import load_model, save_checkpoint
+    from .modeling.checkpoint import load_model, save_checkpoint
 
     state_path = Path(state_path)
     state = read_train_state(state_path)

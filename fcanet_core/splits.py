@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .datasets import Sample, load_samples
+from .data.datasets import Sample, load_samples
 
 logger = logging.getLogger(__name__)
 

@@ -34,15 +34,15 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from .checkpoint import atomic_save, load_model, resolve_checkpoint
 from .cli import run_action
-from .model import FCANet, build_model
-from .sampling import ItisMemory
-from .train_batches import BatchPlan, BatchStream, SampleOrder
-from .train_data import CropSpec, load_training_samples
-from .train_parallel import (all_gather, all_sum, average_buffers, check_same_weights, gradient_sync, rank_generator,
-                             run_data_parallel)
-from .train_step import StepOptions, native_precision, prepare_model, run_step
+from .modeling import FCANet, build_model
+from .modeling.checkpoint import atomic_save, load_model, resolve_checkpoint
+from .training.batches import BatchPlan, BatchStream, SampleOrder
+from .training.data import CropSpec, load_training_samples
+from .training.parallel import (all_gather, all_sum, average_buffers, check_same_weights, gradient_sync, rank_generator,
+                                run_data_parallel)
+from .training.sampling import ItisMemory
+from .training.step import StepOptions, native_precision, prepare_model, run_step
 
 logger = logging.getLogger(__name__)
 
@@ -188,9 +188,9 @@ def _init_weights(model: FCANet, path: str | Path, arch: str) -> None:
 
 def _evaluate(model: FCANet, config: TrainConfig) -> dict[str, float]:
     """NoC@85/90 of the current weights on the first ``eval_limit`` instances of ``eval_dir``."""
-    from .datasets import load_samples
+    from .data.datasets import load_samples
     from .evaluate import evaluate
-    from .predictor import Predictor
+    from .inference.predictor import Predictor
 
     was_training = model.training
     model.eval()

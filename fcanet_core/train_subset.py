@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from .cli import run_action
-from .datasets import Sample, load_samples
+from .data.datasets import Sample, load_samples
 
 logger = logging.getLogger(__name__)
 

@@ -74,12 +74,12 @@ def run(data: Path, annotations: int, eval_images: int, checkpoint: str, seed: i
     import torch
 
     from fcanet_core import load_model
-    from fcanet_core.datasets import load_samples
+    from fcanet_core.data.datasets import load_samples
 
     from .. import learning
-    from ..app import create_app
-    from ..inference import resolve_device
-    from ..registry import ModelRegistry
+    from ..inference.engine import resolve_device
+    from ..storage.registry import ModelRegistry
+    from ..web.app import create_app
 
     samples = load_samples(data)
     if annotations + eval_images > len(samples):

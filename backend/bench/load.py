@@ -57,8 +57,8 @@ import redis
 import requests
 
 from fcanet_core import Click
-from fcanet_core.datasets import Sample, load_samples
-from fcanet_core.robot import iou
+from fcanet_core.data.datasets import Sample, load_samples
+from fcanet_core.evaluation.robot import iou
 
 from .annotator import LABEL_CONFIG, keypoint_region, result_mask, robot_click
 from .harness import (DEFAULT_REDIS_URL, SHARED, ImageServer, ManagedProcess, bench_parser, claim_redis_db, free_port,

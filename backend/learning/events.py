@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from ..common.errors import BadRequest
 from ..config import Settings
-from ..errors import BadRequest
-from ..annotations import AnnotationRecord, deleted_annotation_ids, parse_annotation_events, project_key
-from ..images import get_fetcher
-from ..jobs import worker_settings
-from ..masks import decode_regions
-from ..queueing import QUEUE_TRAINING, enqueue
+from ..images.fetch import get_fetcher
+from ..inference.jobs import worker_settings
+from ..inference.queueing import QUEUE_TRAINING, enqueue
+from ..labelstudio.annotations import AnnotationRecord, deleted_annotation_ids, parse_annotation_events, project_key
+from ..labelstudio.masks import decode_regions
 from .local import submit_local
 from .state import RESULT_TTL, example_store
 from .status import Reason, RequestStatus

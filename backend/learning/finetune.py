@@ -24,19 +24,19 @@ from pathlib import Path
 from rq import get_current_job
 
 from fcanet_core import load_model
-from fcanet_core.datasets import load_samples
-from fcanet_core.finetune import fine_tune as fine_tune_model
-from fcanet_core.predictor import model_input_short_side
+from fcanet_core.data.datasets import load_samples
+from fcanet_core.inference.predictor import model_input_short_side
 from fcanet_core.train import TrainConfig
+from fcanet_core.training.finetune import fine_tune as fine_tune_model
 
+from ..common.locks import delete_if_value
 from ..config import Settings
-from ..annotations import project_key
-from ..examples import Example
-from ..inference import resolve_device
-from ..jobs import worker_settings
-from ..locks import delete_if_value
-from ..queueing import redis_connection
-from ..registry import ModelRegistry, RegistryError, utc_now
+from ..inference.engine import resolve_device
+from ..inference.jobs import worker_settings
+from ..inference.queueing import redis_connection
+from ..labelstudio.annotations import project_key
+from ..storage.examples import Example
+from ..storage.registry import ModelRegistry, RegistryError, utc_now
 from .gate import evaluate_model, not_worse, snapshot, split_examples
 from .lock import training_lock
 from .state import example_store, load_state, new_examples, pending_key, save_state, training_dir

@@ -12,7 +12,7 @@ from fcanet_core import Predictor
 from fcanet_core.evaluate import evaluate
 
 from ..config import Settings
-from ..examples import Example
+from ..storage.examples import Example
 
 logger = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from typing import Iterator
 
 from rq.job import Job
 
+from ..common.errors import BackendError
+from ..common.locks import FileLock, OwnerLock
 from ..config import Settings
-from ..errors import BackendError
-from ..locks import FileLock, OwnerLock
-from ..queueing import redis_connection
+from ..inference.queueing import redis_connection
 from .state import lock_key, training_dir
 
 logger = logging.getLogger(__name__)

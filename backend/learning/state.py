@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import Settings
-from ..annotations import project_key
-from ..examples import Example, ExampleStore
-from ..registry import write_json_atomic
+from ..labelstudio.annotations import project_key
+from ..storage.examples import Example, ExampleStore
+from ..storage.registry import write_json_atomic
 
 KEY_PREFIX = "fcanet:learning"
 #: Seconds a finished or failed learning job stays in Redis for inspection.

@@ -16,8 +16,8 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from ..config import Settings
-from ..annotations import project_key
-from ..queueing import QUEUE_TRAINING, redis_connection, unavailable
+from ..inference.queueing import QUEUE_TRAINING, redis_connection, unavailable
+from ..labelstudio.annotations import project_key
 from .local import request_local
 from .state import RESULT_TTL, example_store, load_state, new_examples, pending_key
 from .status import Reason, RequestStatus

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from backend.common.logs import configure_logging
 from backend.config import Settings
-from backend.cvat import CvatInteractor
-from backend.logs import configure_logging
+from backend.cvat.interactor import CvatInteractor
 
 
 def init_context(context: Any) -> None:

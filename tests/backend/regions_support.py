@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 from label_studio_sdk.converter.brush import mask2rle
 
-from backend.annotations import AnnotationRecord
-from fcanet_core.datasets import load_samples
+from backend.labelstudio.annotations import AnnotationRecord
+from fcanet_core.data.datasets import load_samples
 
 
 def load_horse(shared_dir: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@ import copy
 
 import pytest
 
-from backend.annotations import deleted_annotation_ids, parse_annotation_events
+from backend.labelstudio.annotations import deleted_annotation_ids, parse_annotation_events
 from tests.backend.regions_support import keypoint
 
 CONFIG = "<View><Image name=\"image\" value=\"$image\"/><BrushLabels name=\"tag\" toName=\"image\"/></View>"

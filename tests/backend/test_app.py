@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import requests
 
-from backend.app import create_app
 from backend.bench.annotator import brush_mask
+from backend.web.app import create_app
 
 UPLOAD = "/data/upload/1/a6b80a50-disc.png"
 POLYGON_CONFIG = """<View><Image name="image" value="$image"/>

@@ -10,9 +10,10 @@ import pytest
 import redis
 from rq import Queue
 
-from backend.autoannotate import BatchSummary, TaskJob, TaskOutcome, TaskStatus, claim_key, execute_batch, task_claim
-from backend.errors import BackendError
-from backend.labelstudio import Credentials
+from backend.autoannotate.annotate import (BatchSummary, TaskJob, TaskOutcome, TaskStatus, claim_key, execute_batch,
+                                           task_claim)
+from backend.common.errors import BackendError
+from backend.labelstudio.client import Credentials
 from tests.backend.test_task_prediction import CONFIG
 
 

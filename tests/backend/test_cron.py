@@ -10,12 +10,13 @@ import pytest
 import redis
 from rq import Queue
 
-from backend import cron, learning
+from backend import learning
 from backend.bench.harness import ManagedProcess
-from backend.annotations import AnnotationRecord
-from backend.examples import ExampleStore
-from backend.masks import Instance
-from backend.registry import write_json_atomic
+from backend.labelstudio.annotations import AnnotationRecord
+from backend.labelstudio.masks import Instance
+from backend.learning import schedule
+from backend.storage.examples import ExampleStore
+from backend.storage.registry import write_json_atomic
 
 
 def store_examples(model_dir: Path, project: str, ids: list[int]) -> ExampleStore:
@@ -40,20 +41,20 @@ def settings(make_settings, redis_url: str, tmp_path: Path):
 
 
 def test_scheduler_registers_the_nightly_job_on_the_training_queue(make_settings, settings) -> None:
-    [job] = cron.build_scheduler(make_settings(MODEL_DIR=settings.model_dir, REDIS_URL=settings.redis_url,
+    [job] = schedule.build_scheduler(make_settings(MODEL_DIR=settings.model_dir, REDIS_URL=settings.redis_url,
                                                TRAIN_SCHEDULE="30 2 * * *")).get_jobs()
-    assert (job.queue_name, job.func_name, job.cron) == ("training", "backend.cron.scheduled_fine_tune", "30 2 * * *")
+    assert (job.queue_name, job.func_name, job.cron) == ("training", "backend.learning.schedule.scheduled_fine_tune", "30 2 * * *")
     local = job.next_enqueue_time.astimezone()
     assert (local.hour, local.minute) == (2, 30) and job.next_enqueue_time > datetime.now(local.tzinfo)
-    [every] = cron.build_scheduler(settings, interval=60).get_jobs()
+    [every] = schedule.build_scheduler(settings, interval=60).get_jobs()
     assert every.interval == 60 and every.cron is None
 
 
 def test_scheduler_needs_redis_and_a_valid_schedule(make_settings, settings) -> None:
     with pytest.raises(ValueError, match="REDIS_URL"):
-        cron.build_scheduler(make_settings(REDIS_URL=None))
+        schedule.build_scheduler(make_settings(REDIS_URL=None))
     with pytest.raises(ValueError):
-        cron.build_scheduler(settings, schedule="not a schedule")
+        schedule.build_scheduler(settings, schedule="not a schedule")
 
 
 def test_only_projects_with_new_examples_are_due_and_requested(settings, redis_url: str) -> None:
@@ -61,14 +62,14 @@ def test_only_projects_with_new_examples_are_due_and_requested(settings, redis_u
     store_examples(model_dir, "1", [1, 2])
     store_examples(model_dir, "2", [1, 2])
     mark_trained(settings, "2")
-    assert cron.due_projects(settings) == ["1"]
+    assert schedule.due_projects(settings) == ["1"]
     store_examples(model_dir, "2", [3])
-    assert cron.due_projects(settings) == ["1", "2"]
+    assert schedule.due_projects(settings) == ["1", "2"]
     mark_trained(settings, "2")
 
-    result = cron.scheduled_fine_tune(settings)
+    result = schedule.scheduled_fine_tune(settings)
     assert list(result["requested"]) == ["1"] and result["requested"]["1"]["reason"] == "schedule"
-    again = cron.scheduled_fine_tune(settings)
+    again = schedule.scheduled_fine_tune(settings)
     assert again["requested"]["1"]["status"] == "coalesced"
     jobs = Queue("training", connection=redis.Redis.from_url(redis_url)).jobs
     assert [(j.func_name, j.args) for j in jobs] == [("backend.learning.fine_tune", ("1", "schedule"))]
@@ -89,7 +90,7 @@ def test_cron_process_enqueues_the_scheduled_job(backend_env: dict, redis_url: s
                              tmp_path / "cron.log").start()
     queue = Queue("training", connection=redis.Redis.from_url(redis_url))
     try:
-        process.wait_until(lambda: any(j.func_name == "backend.cron.scheduled_fine_tune" for j in queue.jobs),
+        process.wait_until(lambda: any(j.func_name == "backend.learning.schedule.scheduled_fine_tune" for j in queue.jobs),
                            "a scheduled job on the training queue", timeout=120)
     finally:
         process.stop()

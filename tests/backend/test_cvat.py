@@ -32,16 +32,16 @@ from redis import Redis
 from rq.job import Job
 from rq.registry import FinishedJobRegistry
 
-from backend.cvat import mask_json
-from backend.jobs import SEGMENT_FRAME_JOB
-from backend.queueing import QUEUE_INFERENCE
+from backend.cvat.interactor import mask_json
+from backend.inference.jobs import SEGMENT_FRAME_JOB
+from backend.inference.queueing import QUEUE_INFERENCE
 from fcanet_core import Click, Predictor, load_model, next_click
-from fcanet_core.datasets import load_samples
-from fcanet_core.robot import iou
-from fcanet_core.transforms import zoom_crop
+from fcanet_core.data.datasets import load_samples
+from fcanet_core.evaluation.robot import iou
+from fcanet_core.inference.transforms import zoom_crop
 
-from .cvat_rules import (MIN_SUPPORTED_INTERACTOR_VERSION, SAM_PLUGIN_ID, lambda_function, nuclio_annotations,
-                         rle2mask, ui_2024_interaction, ui_native_interaction)
+from .cvat_rules import (MIN_SUPPORTED_INTERACTOR_VERSION, SAM_PLUGIN_ID, lambda_function, nuclio_annotations, rle2mask,
+                         ui_2024_interaction, ui_native_interaction)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FUNCTION_DIR = REPO_ROOT / "docker" / "cvat"

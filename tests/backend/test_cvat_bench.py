@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from backend.bench.cvat import parse_sizes
 from backend.bench.harness import REPO_ROOT
-from backend.cvat_bench import parse_sizes
 
 FRAME_KEYS = {"size", "image_bytes", "response_bytes", "decode_ms", "predict_ms", "encode_ms", "naive_encode_ms",
               "call_ms", "call_cached_ms", "encode_to_predict"}

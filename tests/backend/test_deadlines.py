@@ -22,8 +22,8 @@ from typing import Callable
 import pytest
 import requests
 
-from backend.app import create_app
 from backend.bench.harness import ManagedProcess, free_port
+from backend.web.app import create_app
 
 DRIP = "/drip/0.5/1/a6b80a50-disc.png"
 DOWNLOAD_TIMEOUT_S = 3.0

@@ -19,7 +19,7 @@ import yaml
 from gunicorn.config import Config
 
 from backend import cli
-from backend.queueing import QUEUE_NAMES
+from backend.inference.queueing import QUEUE_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKER_DIR = REPO_ROOT / "docker"
@@ -181,5 +181,5 @@ def test_dockerignore_check_itself() -> None:
     assert _ignored("backend/__pycache__/x.pyc", patterns)
     assert _ignored("models/a.tmp", patterns)
     assert not _ignored("models/keep.tmp", patterns)
-    assert not _ignored("backend/app.py", patterns)
+    assert not _ignored("backend/web/app.py", patterns)
     assert not _ignored("models/fcanet_lite0.pt", patterns)

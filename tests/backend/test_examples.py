@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend import examples as ex
-from backend.examples import ExampleStore
-from backend.masks import Instance
+from backend.labelstudio.masks import Instance
+from backend.storage import examples as ex
+from backend.storage.examples import ExampleStore
 from fcanet_core import Click
 from tests.backend.regions_support import load_horse, record
 

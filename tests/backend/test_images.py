@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from backend.bench.harness import free_port
-from backend.images import (ImageDecodeError, ImageFetcher, ImageNotAllowed, ImageNotFound, ImageReferenceError,
-                            ImageSourceError, ImageTooLarge, decode_image)
-from backend.labelstudio import Credentials, LabelStudioError, LabelStudioUnavailable
+from backend.images.fetch import (ImageDecodeError, ImageFetcher, ImageNotAllowed, ImageNotFound, ImageReferenceError,
+                                  ImageSourceError, ImageTooLarge, decode_image)
+from backend.labelstudio.client import Credentials, LabelStudioError, LabelStudioUnavailable
 
 UPLOAD = "/data/upload/1/a6b80a50-disc.png"
 LOCAL = "/data/local-files/?d=ds1/disc2.png"

@@ -7,11 +7,11 @@ import torch
 from PIL import Image
 
 import fcanet_core
-from backend.inference import InferenceEngine, get_engine, resolve_device
-from backend.regions import Box
-from backend.registry import ModelRegistry
+from backend.inference.engine import InferenceEngine, get_engine, resolve_device
+from backend.labelstudio.regions import Box
+from backend.storage.registry import ModelRegistry
 from fcanet_core import Click
-from fcanet_core.transforms import zoom_crop
+from fcanet_core.inference.transforms import zoom_crop
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 
 from backend.bench.annotator import brush_mask
-from backend.errors import BadRequest
-from backend.jobs import SegmentRequest, run_segment
-from backend.labelstudio import Credentials
-from backend.prompts import OutputSpec
-from backend.regions import Box
+from backend.common.errors import BadRequest
+from backend.inference.jobs import SegmentRequest, run_segment
+from backend.labelstudio.client import Credentials
+from backend.labelstudio.prompts import OutputSpec
+from backend.labelstudio.regions import Box
 from fcanet_core import Click
 
 

@@ -7,9 +7,9 @@ import pytest
 
 from backend.bench.harness import free_port
 from backend.config import Settings
-from backend.images import ImageFetcher
-from backend.labelstudio import (Credentials, LabelStudioAuthError, LabelStudioClient, LabelStudioError,
-                                 LabelStudioUnavailable, jwt_claims)
+from backend.images.fetch import ImageFetcher
+from backend.labelstudio.client import (Credentials, LabelStudioAuthError, LabelStudioClient, LabelStudioError,
+                                        LabelStudioUnavailable, jwt_claims)
 
 
 def refreshes(ls_files) -> int:

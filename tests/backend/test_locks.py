@@ -6,7 +6,7 @@ from pathlib import Path
 
 import redis
 
-from backend.locks import FileLock, OwnerLock
+from backend.common.locks import FileLock, OwnerLock
 
 
 def test_owner_lock_is_exclusive_and_only_its_owner_extends_or_releases_it(redis_url):

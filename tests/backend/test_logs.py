@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import logging
 
-from backend.logs import JsonFormatter
+from backend.common.logs import JsonFormatter
 
 
 def test_json_log_lines_carry_the_extra_fields():

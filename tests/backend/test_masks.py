@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.masks import decode_regions
+from backend.labelstudio.masks import decode_regions
 from tests.backend.regions_support import brush_region, keypoint, load_horse
 
 

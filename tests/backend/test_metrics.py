@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.app import create_app
+from backend.web.app import create_app
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ import pytest
 import redis
 import requests
 
-from backend.app import create_app
 from backend.bench.harness import free_port, worker_process
-from backend.examples import ExampleStore
+from backend.storage.examples import ExampleStore
+from backend.web.app import create_app
 from tests.backend.learning.support import PROJECT, annotation_payload
 
 

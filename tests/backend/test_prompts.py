@@ -7,10 +7,10 @@ import pytest
 from label_studio_sdk.converter.brush import decode_rle
 
 from backend.bench.annotator import brush_mask
-from backend.prompts import LabelConfig, OutputSpec, Prompt, mask_to_results, parse_prompt
-from backend.regions import Box, PromptError
+from backend.labelstudio.prompts import LabelConfig, OutputSpec, Prompt, mask_to_results, parse_prompt
+from backend.labelstudio.regions import Box, PromptError
 from fcanet_core import Click
-from fcanet_core.robot import iou
+from fcanet_core.evaluation.robot import iou
 
 W, H = 320, 240
 

@@ -11,9 +11,9 @@ import redis
 from rq import Queue
 from rq.job import Job
 
-from backend.app import create_app
 from backend.bench.annotator import brush_mask
 from backend.bench.harness import free_port
+from backend.web.app import create_app
 
 UPLOAD = "/data/upload/1/a6b80a50-disc.png"
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from backend.regions import (Box, PromptError, is_positive, keypoint_click, original_size, rectangle_box,
-                             region_label, region_value)
+from backend.labelstudio.regions import (Box, PromptError, is_positive, keypoint_click, original_size, rectangle_box,
+                                         region_label, region_value)
 from fcanet_core import Click
 
 

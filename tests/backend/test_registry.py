@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from backend.registry import DEFAULT_NAME, ModelRegistry, RegistryError
+from backend.storage.registry import DEFAULT_NAME, ModelRegistry, RegistryError
 from fcanet_core import load_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

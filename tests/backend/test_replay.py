@@ -12,8 +12,9 @@ import pytest
 import redis
 from rq import Queue
 
-from backend.app import create_app
 from backend.bench.annotator import brush_mask
+from backend.web.app import create_app
+
 
 @pytest.fixture(scope="module")
 def captures(reference_dir: Path) -> list[str]:

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 
 from backend.bench.annotator import brush_mask
-from backend.images import get_fetcher
-from backend.inference import get_engine
-from backend.jobs import run_segment
-from backend.labelstudio import Credentials
-from backend.prompts import LabelConfig
-from backend.regions import PromptError
-from backend.task_prediction import center_prompt, predict_task, prompts_from_task
+from backend.images.fetch import get_fetcher
+from backend.inference.engine import get_engine
+from backend.inference.jobs import run_segment
+from backend.labelstudio.client import Credentials
+from backend.labelstudio.prompts import LabelConfig
+from backend.labelstudio.regions import PromptError
+from backend.labelstudio.task_prediction import center_prompt, predict_task, prompts_from_task
 from fcanet_core import Click
 
 UPLOAD = "/data/upload/1/a6b80a50-disc.png"  # a 320×240 GrabCut image served by ``ls_files``

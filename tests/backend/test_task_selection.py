@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.task_selection import TaskFilter, has_version
+from backend.labelstudio.task_selection import TaskFilter, has_version
 
 
 def test_task_filter():

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import fcanet_core
-from backend.app import create_app
 from backend.bench.annotator import brush_mask
-from backend.registry import ModelRegistry
+from backend.storage.registry import ModelRegistry
+from backend.web.app import create_app
 from tests.backend.test_queueing import inference_queue, with_image
 
 

@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 from fcanet_core import build_model
-from fcanet_core.model import FCANet, HeadConfig
-from fcanet_core.model.fuse import fuse_for_inference
+from fcanet_core.modeling import FCANet, HeadConfig
+from fcanet_core.modeling.fuse import fuse_for_inference
+
 
 @pytest.fixture(scope="session", autouse=True)
 def single_torch_thread() -> Iterator[None]:

@@ -7,9 +7,10 @@ from typing import Iterator
 import pytest
 import torch
 
-from fcanet_core import checkpoint, load_model, save_checkpoint
-from fcanet_core.checkpoint import FORMAT, FORMAT_VERSION, infer_arch, resolve_checkpoint
-from fcanet_core.model.fuse import fuse_for_inference
+from fcanet_core import load_model, save_checkpoint
+from fcanet_core.modeling import checkpoint
+from fcanet_core.modeling.checkpoint import FORMAT, FORMAT_VERSION, infer_arch, resolve_checkpoint
+from fcanet_core.modeling.fuse import fuse_for_inference
 
 
 @pytest.fixture

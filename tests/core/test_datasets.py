@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcanet_core.datasets import detect_layout, load_samples, read_image
+from fcanet_core.data.datasets import detect_layout, load_samples, read_image
 
 #: GrabCut pairs used to build small folders in the official layouts: one with an ignore band.
 STEMS = ("124080", "106024")

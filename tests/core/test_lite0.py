@@ -7,7 +7,7 @@ import torch
 from skimage import data
 
 from fcanet_core import build_model
-from fcanet_core.model.lite0 import IMAGENET_MEAN, IMAGENET_STD, lite0_imagenet_classifier, lite0_split
+from fcanet_core.modeling.lite0 import IMAGENET_MEAN, IMAGENET_STD, lite0_imagenet_classifier, lite0_split
 
 
 def _normalised(image: np.ndarray, size: int) -> torch.Tensor:

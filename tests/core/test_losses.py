@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from fcanet_core.losses import click_loss, click_weight
+from fcanet_core.training.losses import click_loss, click_weight
 
 
 def t(values: list[float]) -> torch.Tensor:

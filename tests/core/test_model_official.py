@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from fcanet_core import build_model
-from fcanet_core.model.fuse import fuse_for_inference
+from fcanet_core.modeling.fuse import fuse_for_inference
 
 # (architecture, suffix of its reference files)
 OFFICIAL = [("resnet101", "resnet"), ("res2net101", "res2net")]

@@ -9,7 +9,7 @@ import torch
 
 from fcanet_core import Click, Prediction, Predictor, apply_sis
 from fcanet_core.clicks import clicks_from_rows
-from fcanet_core.transforms import zoom_crop
+from fcanet_core.inference.transforms import zoom_crop
 
 
 @pytest.mark.parametrize("fuse", [True, False], ids=["bn-folded", "plain"])
@@ -140,7 +140,7 @@ def test_a_box_predicts_on_its_zoom_region_and_pastes_back(tiny_model) -> None:
 def test_the_input_short_side_follows_the_model() -> None:
     from torch import nn
 
-    from fcanet_core.predictor import model_input_short_side
+    from fcanet_core.inference.predictor import model_input_short_side
 
     official = nn.Conv2d(1, 1, 1)
     official.arch = "resnet101"

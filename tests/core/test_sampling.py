@@ -8,21 +8,11 @@ import pytest
 from scipy.ndimage import distance_transform_edt
 
 from fcanet_core.clicks import Click
-from fcanet_core.datasets import load_samples
-from fcanet_core.sampling import (
-    MAX_NEGATIVES,
-    MAX_POSITIVES,
-    NEG_MARGINS,
-    NEG_MAX_DISTANCE,
-    NEG_STEPS,
-    POS_MARGINS,
-    POS_STEPS,
-    ItisMemory,
-    first_click,
-    robot_update,
-    simulate_clicks,
-)
-from fcanet_core.train_data import CropSpec, random_view, render_view
+from fcanet_core.data.datasets import load_samples
+from fcanet_core.training.data import CropSpec, random_view, render_view
+from fcanet_core.training.sampling import (MAX_NEGATIVES, MAX_POSITIVES, NEG_MARGINS, NEG_MAX_DISTANCE, NEG_STEPS,
+                                           POS_MARGINS, POS_STEPS, ItisMemory, first_click, robot_update,
+                                           simulate_clicks)
 
 
 def _real_crops(shared_dir: Path, n: int) -> list[np.ndarray]:

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcanet_core.datasets import load_samples
+from fcanet_core.data.datasets import load_samples
 from fcanet_core.splits import carve, main, write_split
 from fcanet_core.train import load_config
-from fcanet_core.train_data import load_training_samples
+from fcanet_core.training.data import load_training_samples
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from fcanet_core.clicks import Click
-from fcanet_core.datasets import load_samples
-from fcanet_core.sampling import ItisMemory
-from fcanet_core.train_batches import Batch, BatchPlan, BatchStream, SampleOrder
-from fcanet_core.train_data import CropSpec
+from fcanet_core.data.datasets import load_samples
+from fcanet_core.training.batches import Batch, BatchPlan, BatchStream, SampleOrder
+from fcanet_core.training.data import CropSpec
+from fcanet_core.training.sampling import ItisMemory
 
 MARKER = Click(47, 47, False)
 PLAN = BatchPlan(batch_size=3, crop=CropSpec(crop=48, short_side=56), robot_rounds=2, itis_start=2)

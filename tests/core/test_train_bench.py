@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fcanet_core.train import TrainConfig
-from fcanet_core.train_bench import run_train_bench
+from fcanet_core.training.bench import run_train_bench
 from tests.conftest import REPO_ROOT
 
 

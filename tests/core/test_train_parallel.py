@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from fcanet_core.train import TrainConfig, read_train_state, train
-from fcanet_core.train_parallel import (all_gather, all_sum, average_buffers, average_gradients, check_same_weights,
-                                        run_data_parallel)
+from fcanet_core.training.parallel import (all_gather, all_sum, average_buffers, average_gradients, check_same_weights,
+                                           run_data_parallel)
 from tests.conftest import REPO_ROOT
 
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from fcanet_core import build_model
-from fcanet_core.datasets import load_samples
-from fcanet_core.model.lite0 import DepthwiseConv2d
-from fcanet_core.train_data import CropSpec, Example, make_example
-from fcanet_core.train_step import StepOptions, native_precision, prepare_model, robot_rounds, train_step
+from fcanet_core.data.datasets import load_samples
+from fcanet_core.modeling.lite0 import DepthwiseConv2d
+from fcanet_core.training.data import CropSpec, Example, make_example
+from fcanet_core.training.step import StepOptions, native_precision, prepare_model, robot_rounds, train_step
 
 FP32_NCHW = StepOptions(channels_last=False, bf16_train=False, bf16_robot=False, fp32_depthwise=False, prefetch=False)
 

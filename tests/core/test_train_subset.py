@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fcanet_core.datasets import load_samples
+from fcanet_core.data.datasets import load_samples
 from fcanet_core.train_subset import make_subset
 
 

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 from fcanet_core import Click
-from fcanet_core.transforms import (Crop, network_size, resize_image, resize_prob, scale_clicks, to_rgb_uint8,
-                                    zoom_crop)
-
+from fcanet_core.inference.transforms import (Crop, network_size, resize_image, resize_prob, scale_clicks, to_rgb_uint8,
+                                              zoom_crop)
 
 # --- image normalisation ---------------------------------------------------------------------------
 

@@ -55,7 +55,7 @@ import requests
 from backend.bench.annotator import LABEL_CONFIG
 from backend.bench.harness import (REPO_ROOT, ManagedProcess, claim_redis_db, free_port, release_redis_db, web_process,
                                    worker_process)
-from fcanet_core.datasets import Sample, load_samples
+from fcanet_core.data.datasets import Sample, load_samples
 
 LS_USER = "admin@example.com"
 LS_PASSWORD = "e2e-admin-pass-123"

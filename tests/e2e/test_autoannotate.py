@@ -19,10 +19,10 @@ import pytest
 
 from backend.bench.annotator import brush_mask, keypoint_region, robot_click
 from backend.config import Settings
-from backend.registry import ModelRegistry
+from backend.storage.registry import ModelRegistry
 from fcanet_core import Click, Predictor, load_model
-from fcanet_core.datasets import Sample
-from fcanet_core.robot import iou
+from fcanet_core.data.datasets import Sample
+from fcanet_core.evaluation.robot import iou
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 logger = logging.getLogger(__name__)

@@ -23,11 +23,11 @@ from rq import Queue
 
 from backend.bench.annotator import keypoint_region, result_mask, robot_click
 from backend.config import Settings
-from backend.queueing import QUEUE_TRAINING
-from backend.registry import ModelRegistry
+from backend.inference.queueing import QUEUE_TRAINING
+from backend.storage.registry import ModelRegistry
 from fcanet_core import Click, Predictor, load_model
-from fcanet_core.datasets import Sample
-from fcanet_core.robot import iou
+from fcanet_core.data.datasets import Sample
+from fcanet_core.evaluation.robot import iou
 
 if TYPE_CHECKING:
     from .conftest import Project

@@ -19,10 +19,10 @@ from label_studio_sdk.converter.brush import mask2rle
 from backend.bench.annotator import keypoint_region
 from backend.bench.harness import ManagedProcess, worker_process
 from backend.config import Settings
-from backend.examples import ExampleStore
-from backend.registry import ModelRegistry
+from backend.storage.examples import ExampleStore
+from backend.storage.registry import ModelRegistry
 from fcanet_core import next_click
-from fcanet_core.datasets import Sample
+from fcanet_core.data.datasets import Sample
 
 pytestmark = pytest.mark.e2e
 

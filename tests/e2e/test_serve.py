@@ -24,9 +24,9 @@ import requests
 from backend.bench.annotator import keypoint_region
 from backend.bench.harness import REPO_ROOT, ManagedProcess, claim_redis_db, free_port, release_redis_db
 from backend.learning import KEY_PREFIX
-from backend.registry import ModelRegistry
+from backend.storage.registry import ModelRegistry
 from fcanet_core import next_click
-from fcanet_core.datasets import Sample
+from fcanet_core.data.datasets import Sample
 from tests.e2e.test_learning import annotation_result
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

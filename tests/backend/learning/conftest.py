@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcanet_core.datasets import load_samples
+from fcanet_core.data.datasets import load_samples
 from tests.backend.learning.support import FAST
 
 

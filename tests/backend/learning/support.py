@@ -12,10 +12,10 @@ from label_studio_sdk.converter.brush import mask2rle
 from PIL import Image
 from rq.job import Job, JobStatus
 
-from backend.annotations import AnnotationRecord
-from backend.app import create_app
-from backend.examples import ExampleStore
-from backend.masks import Instance
+from backend.labelstudio.annotations import AnnotationRecord
+from backend.labelstudio.masks import Instance
+from backend.storage.examples import ExampleStore
+from backend.web.app import create_app
 
 PROJECT = "9"
 #: A recipe that trains in seconds; one robot click per held-out example makes the promotion gate

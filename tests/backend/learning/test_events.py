@@ -9,8 +9,8 @@ import redis
 from rq import Queue
 from rq.job import JobStatus
 
-from backend.app import create_app
-from backend.examples import ExampleStore
+from backend.storage.examples import ExampleStore
+from backend.web.app import create_app
 from tests.backend.learning.support import PROJECT, annotation_payload, post, wait_job
 
 

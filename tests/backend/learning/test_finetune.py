@@ -12,9 +12,9 @@ from rq import Queue
 from rq.job import JobStatus
 
 from backend import learning
-from backend.registry import ModelRegistry
+from backend.storage.registry import ModelRegistry
 from fcanet_core import load_model
-from fcanet_core.predictor import model_input_short_side
+from fcanet_core.inference.predictor import model_input_short_side
 from tests.backend.learning.support import PROJECT, four_examples_and_start, post, put_examples, wait_job
 
 

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-from backend.examples import ExampleStore
 from backend.learning import not_worse, split_examples
+from backend.storage.examples import ExampleStore
 from tests.backend.learning.support import PROJECT, put_examples
 
 

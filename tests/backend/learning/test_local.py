@@ -6,8 +6,8 @@ import time
 import pytest
 
 from backend import learning
-from backend.app import create_app
-from backend.registry import ModelRegistry
+from backend.storage.registry import ModelRegistry
+from backend.web.app import create_app
 from tests.backend.learning.support import PROJECT, annotation_payload, post
 
 

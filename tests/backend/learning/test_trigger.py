@@ -1,12 +1,11 @@
 """Fine-tuning requests: every N new examples request one fine-tuning."""
 from __future__ import annotations
 
-
 import pytest
 import redis
 
-from backend.app import create_app
-from backend.registry import ModelRegistry
+from backend.storage.registry import ModelRegistry
+from backend.web.app import create_app
 from tests.backend.learning.support import annotation_payload, post, wait_job
 
 

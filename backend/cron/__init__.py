@@ -1,0 +1,2 @@
+"""The RQ name ``backend.cron.scheduled_fine_tune`` of jobs queued by older schedulers (:mod:`backend.learning.schedule`)."""
+from ..learning.schedule import scheduled_fine_tune  # noqa: F401

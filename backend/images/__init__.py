@@ -1,0 +1,1 @@
+"""Getting pixels safely: allowed hosts, bounded downloads and decoding, CVAT frames."""

@@ -1,0 +1,83 @@
+"""Downloads the images of clicks waiting in the inference queue while the worker is busy.
+
+A worker runs one job at a time, so without this a click would wait for the downloads of every
+click ahead of it, one after the other: eight clicks on an image host that never finishes would
+hold a ninth annotator's click for eight ``IMAGE_DOWNLOAD_TIMEOUT`` periods. A watcher thread of
+the worker looks at the head of the inference queue every ``POLL_S`` seconds and hands the images
+of waiting clicks to a pool of download threads; the image fetcher shares a download between the
+prefetch and the job that needs it, and answers a click on a source that just timed out at once.
+The queued clicks therefore wait for about one download period and their own inference.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from rq import Queue
+from rq.job import Job
+
+from ..common.errors import BackendError
+from ..config import Settings
+from .jobs import SEGMENT_JOB, SegmentRequest, fetch_image
+
+logger = logging.getLogger(__name__)
+
+#: Queued clicks looked at, and downloads run at once.
+PREFETCH_JOBS = 16
+#: Seconds between two looks at the queue.
+POLL_S = 0.25
+
+
+class Prefetcher:
+    """Fetches the images of queued click jobs into the process's image cache."""
+
+    def __init__(self, settings: Settings, parallel: int = PREFETCH_JOBS) -> None:
+        self.settings = settings
+        self._pool = ThreadPoolExecutor(parallel, thread_name_prefix="prefetch")
+        self._lock = threading.Lock()
+        self._pending: set[tuple[str, int | None]] = set()
+        self._stop = threading.Event()
+
+    def watch(self, queue: Queue) -> None:
+        """Look at ``queue`` every ``POLL_S`` seconds in a daemon thread until :meth:`shutdown`."""
+        threading.Thread(target=self._watch, args=(queue,), name="prefetch-watch", daemon=True).start()
+
+    def _watch(self, queue: Queue) -> None:
+        while not self._stop.wait(POLL_S):
+            try:
+                self.queued(queue)
+            except Exception as exc:  # noqa: BLE001 - Redis hiccups: the next look retries
+                logger.debug("prefetch look at the queue failed", extra={"error": str(exc)})
+
+    def queued(self, queue: Queue, limit: int = PREFETCH_JOBS) -> None:
+        """Start fetching the images of the first ``limit`` jobs waiting in ``queue``."""
+        for job in Job.fetch_many(queue.get_job_ids(0, limit - 1), connection=queue.connection):
+            if job is None or job.func_name != SEGMENT_JOB:
+                continue
+            try:
+                request = SegmentRequest.from_payload(job.args[0])
+            except (BackendError, IndexError):
+                continue
+            key = (request.image, request.task_id)
+            with self._lock:
+                if key in self._pending:
+                    continue
+                self._pending.add(key)
+            self._pool.submit(self._fetch, request, key)
+
+    def _fetch(self, request: SegmentRequest, key: tuple[str, int | None]) -> None:
+        try:
+            fetch_image(request, self.settings)
+        except BackendError as exc:
+            logger.debug("prefetch failed", extra={"image": request.image, "detail": exc.detail})
+        except Exception:  # noqa: BLE001 - the job itself reports what went wrong
+            logger.debug("prefetch failed", exc_info=True, extra={"image": request.image})
+        finally:
+            with self._lock:
+                self._pending.discard(key)
+
+    def shutdown(self) -> None:
+        """Stop watching and taking work (running downloads end at their deadline)."""
+        self._stop.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,5 @@
+"""The RQ names of the click jobs, ``backend.jobs.segment`` and ``backend.jobs.segment_frame``.
+
+Jobs are queued under these names (also by older versions); the code is :mod:`backend.inference.jobs`.
+"""
+from ..inference.jobs import segment, segment_frame  # noqa: F401

@@ -1,0 +1,1 @@
+"""The HTTP edge: Flask routes, request validation, Prometheus metrics; no model code."""

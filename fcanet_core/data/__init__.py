@@ -1,0 +1,1 @@
+"""Datasets on disk: image/mask folders and their samples."""

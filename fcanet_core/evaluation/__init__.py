@@ -1,0 +1,1 @@
+"""The robot user and what is measured with it."""

@@ -1,0 +1,1 @@
+"""Prediction: image and click transforms, the predictor, the structural integrity strategy (SIS)."""
