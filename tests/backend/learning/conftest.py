@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from fcanet_core.data.datasets import load_samples
-from tests.backend.learning.support import FAST
+from tests.support.learning import FAST
 
 
 @pytest.fixture(scope="module")

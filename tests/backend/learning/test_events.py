@@ -11,7 +11,7 @@ from rq.job import JobStatus
 
 from backend.storage.examples import ExampleStore
 from backend.web.app import create_app
-from tests.backend.learning.support import PROJECT, annotation_payload, post, wait_job
+from tests.support.learning import PROJECT, annotation_payload, post, wait_job
 
 
 def test_bad_webhooks_get_400_and_other_events_are_ignored(make_settings, env, redis_url, capture) -> None:

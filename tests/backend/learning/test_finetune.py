@@ -15,7 +15,7 @@ from backend import learning
 from backend.storage.registry import ModelRegistry
 from fcanet_core import load_model
 from fcanet_core.inference.predictor import model_input_short_side
-from tests.backend.learning.support import PROJECT, four_examples_and_start, post, put_examples, wait_job
+from tests.support.learning import PROJECT, four_examples_and_start, post, put_examples, wait_job
 
 
 @pytest.mark.slow

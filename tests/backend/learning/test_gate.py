@@ -5,7 +5,7 @@ from pathlib import Path
 
 from backend.learning import not_worse, split_examples
 from backend.storage.examples import ExampleStore
-from tests.backend.learning.support import PROJECT, put_examples
+from tests.support.learning import PROJECT, put_examples
 
 
 def test_split_is_deterministic_by_annotation_and_stable_as_data_grows(tmp_path: Path, horses) -> None:

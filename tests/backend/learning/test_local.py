@@ -8,7 +8,7 @@ import pytest
 from backend import learning
 from backend.storage.registry import ModelRegistry
 from backend.web.app import create_app
-from tests.backend.learning.support import PROJECT, annotation_payload, post
+from tests.support.learning import PROJECT, annotation_payload, post
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import redis
 
 from backend.storage.registry import ModelRegistry
 from backend.web.app import create_app
-from tests.backend.learning.support import annotation_payload, post, wait_job
+from tests.support.learning import annotation_payload, post, wait_job
 
 
 @pytest.mark.slow

@@ -39,11 +39,10 @@ from fcanet_core import Click, Predictor, load_model, next_click
 from fcanet_core.data.datasets import load_samples
 from fcanet_core.evaluation.robot import iou
 from fcanet_core.inference.transforms import zoom_crop
+from tests.support.cvat_rules import (MIN_SUPPORTED_INTERACTOR_VERSION, SAM_PLUGIN_ID, lambda_function,
+                                      nuclio_annotations, rle2mask, ui_2024_interaction, ui_native_interaction)
 
-from .cvat_rules import (MIN_SUPPORTED_INTERACTOR_VERSION, SAM_PLUGIN_ID, lambda_function, nuclio_annotations, rle2mask,
-                         ui_2024_interaction, ui_native_interaction)
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 FUNCTION_DIR = REPO_ROOT / "docker" / "cvat"
 FUNCTION_FILES = {"cpu": FUNCTION_DIR / "function.yaml", "gpu": FUNCTION_DIR / "function-gpu.yaml"}
 DOCKERFILES = {"cpu": REPO_ROOT / "docker" / "Dockerfile.cpu", "gpu": REPO_ROOT / "docker" / "Dockerfile.cuda"}

@@ -12,7 +12,7 @@ from backend.labelstudio.masks import Instance
 from backend.storage import examples as ex
 from backend.storage.examples import ExampleStore
 from fcanet_core import Click
-from tests.backend.regions_support import load_horse, record
+from tests.support.regions import load_horse, record
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from backend.labelstudio.masks import decode_regions
-from tests.backend.regions_support import brush_region, keypoint, load_horse
+from tests.support.regions import brush_region, keypoint, load_horse
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import torch
 from backend.storage.registry import DEFAULT_NAME, ModelRegistry, RegistryError
 from fcanet_core import load_model
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

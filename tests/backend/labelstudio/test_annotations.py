@@ -6,7 +6,7 @@ import copy
 import pytest
 
 from backend.labelstudio.annotations import deleted_annotation_ids, parse_annotation_events
-from tests.backend.regions_support import keypoint
+from tests.support.regions import keypoint
 
 CONFIG = "<View><Image name=\"image\" value=\"$image\"/><BrushLabels name=\"tag\" toName=\"image\"/></View>"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from fcanet_core import Click, apply_sis
-from tests.core.protocol import cases_of, load_protocol
+from tests.support.protocol import cases_of, load_protocol
 
 
 def test_sis_matches_official(reference_dir: Path) -> None:

@@ -21,7 +21,7 @@ from gunicorn.config import Config
 from backend import cli
 from backend.inference.queueing import QUEUE_NAMES
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 DOCKER_DIR = REPO_ROOT / "docker"
 COMPOSE = DOCKER_DIR / "docker-compose.yml"
 DOCKERFILES = sorted(DOCKER_DIR.glob("Dockerfile.*"))

@@ -14,7 +14,7 @@ from backend.autoannotate.annotate import (BatchSummary, TaskJob, TaskOutcome, T
                                            task_claim)
 from backend.common.errors import BackendError
 from backend.labelstudio.client import Credentials
-from tests.backend.test_task_prediction import CONFIG
+from tests.backend.labelstudio.test_task_prediction import CONFIG
 
 
 # ------------------------------------------------------------------- batch: real Redis, real worker

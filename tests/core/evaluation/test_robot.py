@@ -9,7 +9,7 @@ from scipy.ndimage import distance_transform_edt
 
 from fcanet_core import next_click
 from fcanet_core.clicks import Click, clicks_from_rows
-from tests.core.protocol import cases_of, load_protocol
+from tests.support.protocol import cases_of, load_protocol
 
 
 def test_robot_next_click_matches_official(reference_dir: Path) -> None:

@@ -14,7 +14,7 @@ import fcanet_core
 from backend.bench.annotator import brush_mask
 from backend.storage.registry import ModelRegistry
 from backend.web.app import create_app
-from tests.backend.test_queueing import inference_queue, with_image
+from tests.backend.inference.test_queueing import inference_queue, with_image
 
 
 @pytest.mark.slow

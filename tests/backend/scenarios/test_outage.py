@@ -19,7 +19,7 @@ import requests
 from backend.bench.harness import free_port, worker_process
 from backend.storage.examples import ExampleStore
 from backend.web.app import create_app
-from tests.backend.learning.support import PROJECT, annotation_payload
+from tests.support.learning import PROJECT, annotation_payload
 
 
 class PrivateRedis:
