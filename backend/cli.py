@@ -4,11 +4,11 @@
   with ``backend._wsgi:app`` when installed (the production path), else (or with ``--dev``)
   Flask's development server.
 * ``worker [--queues inference,batch,training] [--burst] [--name NAME]``: a queue worker
-  (:mod:`backend.worker`) serving every queue by default, inference first; needs ``REDIS_URL``.
-* ``auto-annotate --project ID [...]``: predict masks for a whole project (:mod:`backend.autoannotate`).
-* ``versions list|promote NAME|rollback``: the model versions (:mod:`backend.registry`).
+  (:mod:`backend.inference.worker`) serving every queue by default, inference first; needs ``REDIS_URL``.
+* ``auto-annotate --project ID [...]``: predict masks for a whole project (:mod:`backend.autoannotate.annotate`).
+* ``versions list|promote NAME|rollback``: the model versions (:mod:`backend.storage.registry`).
 * ``fine-tune --project ID [--enqueue]``: fine-tune on a project's examples (:mod:`backend.learning`).
-* ``cron [--schedule EXPR | --interval SECONDS]``: the fine-tuning scheduler (:mod:`backend.cron`).
+* ``cron [--schedule EXPR | --interval SECONDS]``: the fine-tuning scheduler (:mod:`backend.learning.schedule`).
 
 Every command reads its settings from the environment (:mod:`backend.config`) and returns an exit
 code: 0 success, 1 failure, 2 bad usage or configuration.

@@ -3,7 +3,7 @@
 
 Both arms run the main recipe on the two cores for the same seconds of training steps, one after
 the other: one process with two torch threads (the main run's step), or two single-threaded
-processes with half of each batch each (``processes: 2``, :mod:`fcanet_core.train_parallel`), which
+processes with half of each batch each (``processes: 2``, :mod:`fcanet_core.training.parallel`), which
 make more steps per second but whose BatchNorm layers see 4 crops instead of 8.
 """
 from pathlib import Path

@@ -2,7 +2,7 @@
 
 ``python -m fcanet_core.bench --arch resnet101 --size 512x683 --clicks 5 --repeats 3``
 ``python -m fcanet_core.bench --train --config configs/lite0_main.py --steps 8`` (see
-:mod:`fcanet_core.train_bench`)
+:mod:`fcanet_core.training.bench`)
 
 Times the full predictor path (image resize, click encoding, network, sigmoid, resize back)
 for click lists of growing length, as in an interactive session, and the network forward

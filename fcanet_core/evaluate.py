@@ -1,7 +1,7 @@
 """Robot-user evaluation: NoC@85/90 and the mIoU-vs-clicks curve (the official FCA-Net protocol).
 
 Every instance gets exactly ``max_clicks`` clicks from the robot user
-(:func:`fcanet_core.robot.next_click`), each followed by a prediction from scratch on the full
+(:func:`fcanet_core.evaluation.robot.next_click`), each followed by a prediction from scratch on the full
 click list; the robot always clicks on the mask the predictor returned (after SIS when the
 predictor applies it). NoC at a target is the first click count whose IoU reaches it, or
 ``max_clicks`` when none does.
@@ -53,7 +53,7 @@ class ClickPredictor(Protocol):
 
 
 class EvalSample(Protocol):
-    """An instance to evaluate on, e.g. :class:`fcanet_core.datasets.Sample`."""
+    """An instance to evaluate on, e.g. :class:`fcanet_core.data.datasets.Sample`."""
 
     @property
     def name(self) -> str: ...

@@ -7,7 +7,7 @@ CLI::
 
 The checkpoint is written atomically in fp16 (unless ``--fp32``) with metadata: version name,
 training data, recipe, steps, training time and the last evaluation from the run's
-``metrics.jsonl`` (:func:`fcanet_core.checkpoint.save_checkpoint` adds the creation time).
+``metrics.jsonl`` (:func:`fcanet_core.modeling.checkpoint.save_checkpoint` adds the creation time).
 With ``--parent`` (the checkpoint the run started from, ``default`` for the bundled model) the
 metadata also carries the model's whole ``lineage``: one segment per run (steps, seconds of
 training steps, data, where it ran), and the totals over all of them.

@@ -1,7 +1,7 @@
 """A validation split carved from the training pool, and its removal from training.
 
 The split is an ``index.csv`` folder whose image and mask paths point into the training folders
-(relative to the split's own folder), so :func:`fcanet_core.datasets.load_samples` and every
+(relative to the split's own folder), so :func:`fcanet_core.data.datasets.load_samples` and every
 evaluation command read it like any dataset. Training removes each sample whose *image* file is
 in a held-out split, so no object of a held-out image is ever trained on (multi-object COCO images
 are held out whole).

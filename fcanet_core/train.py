@@ -11,7 +11,7 @@ the end) and ``metrics.jsonl`` (the learning curve: step, loss, lr, images/s and
 NoC@85/90 on the evaluation folder). ``--resume`` continues a killed run exactly where its last
 checkpoint left it. Export a model for use with :mod:`fcanet_core.export_model`. With
 ``processes: N`` in the config the run is data-parallel over N single-threaded CPU processes
-(:mod:`fcanet_core.train_parallel`), each with 1/N of every batch and its own share of the samples.
+(:mod:`fcanet_core.training.parallel`), each with 1/N of every batch and its own share of the samples.
 """
 from __future__ import annotations
 
@@ -82,12 +82,12 @@ class TrainConfig:
     eval_max_clicks: int = 20
     seed: int = 0
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
-    channels_last: bool = True  # NHWC weights and images (see fcanet_core.train_bench)
+    channels_last: bool = True  # NHWC weights and images (see fcanet_core.training.bench)
     bf16_train: bool = True  # bfloat16 autocast of the training forward on CPUs with native bfloat16
     bf16_robot: bool = True  # bfloat16 autocast of the robot-round forwards on CPUs with native bfloat16
     fp32_depthwise: bool = True  # lite0's depthwise convolutions stay float32 under bfloat16 autocast
     prefetch: bool = True  # draw the next batch in a background thread (same batches as without)
-    processes: int = 1  # CPU data parallelism: processes sharing each batch (fcanet_core.train_parallel)
+    processes: int = 1  # CPU data parallelism: processes sharing each batch (fcanet_core.training.parallel)
     extra: dict[str, Any] = field(default_factory=dict)  # free notes stored with the run
 
     def __post_init__(self) -> None:
@@ -108,7 +108,7 @@ class TrainConfig:
 
     @property
     def batch_plan(self) -> BatchPlan:
-        """What each step draws (see :mod:`fcanet_core.train_batches`)."""
+        """What each step draws (see :mod:`fcanet_core.training.batches`)."""
         crop = CropSpec(self.crop, self.short_side, tuple(self.scale_range), self.flip)
         return BatchPlan(self.batch_size, crop, self.robot_rounds, self.itis_start, self.seed)
 

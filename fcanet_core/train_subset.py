@@ -6,7 +6,7 @@ Samples are drawn in a seeded random order, alternating between the source folde
 share of samples says, until the byte budget is spent; each image is scaled so its short side is
 at most ``--short-side`` pixels (JPEG, ``--quality``) and its mask likewise (PNG, nearest
 neighbour, so 0/128/255 survive). The result is an ``index.csv`` folder that
-:func:`fcanet_core.datasets.load_samples` reads.
+:func:`fcanet_core.data.datasets.load_samples` reads.
 """
 from __future__ import annotations
 

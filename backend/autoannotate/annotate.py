@@ -6,10 +6,10 @@
 Prompts of a task: the result regions of its newest annotation, draft or prediction (by
 ``updated_at``; on a tie annotation before draft before prediction) that holds keypoints or
 rectangles. Cancelled annotations are ignored. Each region is one object, read by
-:func:`backend.prompts.parse_prompt` on its own: a positive keypoint is the object's first click,
+:func:`backend.labelstudio.prompts.parse_prompt` on its own: a positive keypoint is the object's first click,
 a rectangle gives the prompts module's box (centre click + zoom region), a negative keypoint
 alone is no object. Each object becomes one mask through the same path as an interactive click
-(:func:`backend.jobs.run_segment`), and the task gets one Label Studio prediction holding every
+(:func:`backend.inference.jobs.run_segment`), and the task gets one Label Studio prediction holding every
 object's result, with the current ``model_version`` and the mean object score. With
 ``--center-click``, a task without prompts gets one positive click at the image centre.
 
@@ -26,7 +26,7 @@ One failing task (a broken image, a malformed region) is reported and never stop
 ``--filter`` (repeatable, all must hold): ``id=1,5,10-20``, ``annotated=yes|no``, or
 ``FIELD~REGEX`` (a regular expression searched in the task's ``data[FIELD]``).
 
-The prompts → prediction step is :mod:`backend.task_prediction`, shared with Label Studio's
+The prompts → prediction step is :mod:`backend.labelstudio.task_prediction`, shared with Label Studio's
 "Retrieve predictions" (``/predict`` with ``context: null``), which so gives the same masks.
 """
 from __future__ import annotations

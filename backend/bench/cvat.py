@@ -8,12 +8,12 @@ Each frame is a real image (the first sample of ``DIR``, default the shared Grab
 JPEG, the way an image task hands CVAT's function the original file. The click is the robot
 user's first click on the resized ground truth. Phases of the function's in-process path:
 
-* ``decode``: request body → base64 → RGB image (:func:`backend.cvat.parse_request` and
-  :class:`~backend.frames.FrameDecoder` without its cache);
+* ``decode``: request body → base64 → RGB image (:func:`backend.cvat.interactor.parse_request` and
+  :class:`~backend.images.frames.FrameDecoder` without its cache);
 * ``predict``: the engine with the backend's settings (model version, SIS, zoom, short side);
-* ``encode``: the full-frame JSON mask (:func:`backend.cvat.mask_json`); ``naive_encode`` is
+* ``encode``: the full-frame JSON mask (:func:`backend.cvat.interactor.mask_json`); ``naive_encode`` is
   ``json.dumps({"mask": mask.tolist()})`` for comparison;
-* ``call``: one whole :meth:`~backend.cvat.CvatInteractor.answer` with the frame cache off (a
+* ``call``: one whole :meth:`~backend.cvat.interactor.CvatInteractor.answer` with the frame cache off (a
   new frame), and ``call_cached`` with it on (CVAT resends the frame with every click).
 
 Settings come from the environment (``FCANET_CHECKPOINT``, ``DEVICE``, ``TORCH_THREADS``, ...;

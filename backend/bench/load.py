@@ -10,7 +10,7 @@ Starts (unless ``--url`` targets a running one) the web app (gunicorn ``backend.
 of ``DIR`` (an ``index.csv`` folder, default the shared GrabCut set) over HTTP on loopback, and lets
 ``--annotators`` robot users click at once: each segments its own image with ``--clicks`` clicks
 sent as smart keypoints, the next click computed from the returned mask and the ground truth
-(:func:`fcanet_core.robot.next_click`). Every image is requested once before timing (download,
+(:func:`fcanet_core.evaluation.robot.next_click`). Every image is requested once before timing (download,
 decode, model load).
 
 Then the queue overhead: the same requests are replayed one at a time, alternately to the queued

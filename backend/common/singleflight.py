@@ -1,7 +1,7 @@
 """One computation per key at a time: callers asking for a key being computed wait for that result.
 
 The image fetcher uses it so that a click's download and the worker's prefetch of the same image
-(:mod:`backend.prefetch`) share one download instead of racing two.
+(:mod:`backend.inference.prefetch`) share one download instead of racing two.
 """
 from __future__ import annotations
 

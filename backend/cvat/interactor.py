@@ -14,7 +14,7 @@ CVAT calls an interactor function with (``cvat/apps/lambda_manager/views.py``)::
   point, its centre is the first click. A flat ``[x1, y1, x2, y2]`` is read as one box.
 * ``threshold`` is not used: the mask is the model's own decision (probability > 0.5).
 
-The click then runs exactly where a Label Studio click runs (:func:`backend.queueing.make_runner`:
+The click then runs exactly where a Label Studio click runs (:func:`backend.inference.queueing.make_runner`:
 the RQ ``inference`` queue when ``REDIS_URL`` is set, else this process), with the same model
 version, SIS / zoom settings, image limits and error classes.
 
@@ -150,7 +150,7 @@ class CvatInteractor:
     Args:
         settings: the backend settings (``REDIS_URL`` chooses queue or in-process inference;
             ``MAX_IMAGE_BYTES``/``MAX_IMAGE_PIXELS`` bound the frame).
-        runner: where clicks run; default :func:`backend.queueing.make_runner` (loads the model
+        runner: where clicks run; default :func:`backend.inference.queueing.make_runner` (loads the model
             now when inference runs in this process).
     """
 

@@ -1,6 +1,6 @@
 """Images sent inside a request as file bytes (CVAT sends the frame with every click).
 
-:class:`FrameDecoder` applies the image limits of :mod:`backend.images` (``MAX_IMAGE_BYTES``,
+:class:`FrameDecoder` applies the image limits of :mod:`backend.images.fetch` (``MAX_IMAGE_BYTES``,
 ``MAX_IMAGE_PIXELS``) and its decoding (EXIF orientation, any pixel format to RGB), and keeps
 the last ``IMAGE_CACHE_SIZE`` decoded frames keyed by a digest of their bytes: the same frame
 arrives again with every click and is decoded once. :func:`place_prompt` checks clicks and box

@@ -94,7 +94,7 @@ class FrameRequest:
     """One click on an image sent with the request: its file bytes, the clicks, an optional box.
 
     Clicks are in image pixels, first click (positive) first; they and the box are checked
-    against the decoded image (:func:`backend.frames.place_prompt`).
+    against the decoded image (:func:`backend.images.frames.place_prompt`).
     """
 
     image: bytes

@@ -4,13 +4,13 @@ Queues: ``inference`` (one job per click), ``training`` (fine-tuning), ``batch``
 
 With Redis the web process never loads a model: :class:`QueueRunner` enqueues a
 :func:`backend.jobs.segment` job and waits for its result up to ``PREDICT_TIMEOUT``, watching that
-the worker running it is alive (its heartbeat key, see :mod:`backend.worker`). Errors come back as
-:class:`~backend.errors.BackendError` with an HTTP status: Redis unreachable → 503, the job's
+the worker running it is alive (its heartbeat key, see :mod:`backend.inference.worker`). Errors come back as
+:class:`~backend.common.errors.BackendError` with an HTTP status: Redis unreachable → 503, the job's
 worker died → 503, ``PREDICT_TIMEOUT`` passed or the job hit ``JOB_TIMEOUT`` → 504, an image or
 prompt problem in the worker → the worker's own status (4xx/502). A job nobody started within
 ``PREDICT_TIMEOUT`` is removed from the queue, so stale clicks do not pile up.
 
-Without Redis, :class:`InProcessRunner` runs :func:`backend.jobs.run_segment` in the web process
+Without Redis, :class:`InProcessRunner` runs :func:`backend.inference.jobs.run_segment` in the web process
 with the process-wide engine, loaded when the runner is made (at app start, not in a request), and
 answers 504 when it takes longer than ``PREDICT_TIMEOUT``.
 Both runners share one interface: ``model_version``, ``segment(request) -> dict`` (a Label

@@ -28,7 +28,7 @@ What ``SimpleWorker`` gives up, and how it is made up for:
 Before each job the worker compares the registry's current version with the loaded one and
 reloads when a new version was promoted (``InferenceEngine.reload_if_changed``). While it works,
 a watcher thread downloads the images of the clicks waiting in the inference queue
-(:class:`backend.prefetch.Prefetcher`), so stuck image sources delay the clicks behind them by
+(:class:`backend.inference.prefetch.Prefetcher`), so stuck image sources delay the clicks behind them by
 about one download period, not one per click.
 """
 from __future__ import annotations

@@ -24,7 +24,7 @@ class FCANetBackend:
     """Click-based interactive segmentation for Label Studio.
 
     Args:
-        runner: where inference runs (queue or in-process), see :mod:`backend.queueing`.
+        runner: where inference runs (queue or in-process), see :mod:`backend.inference.queueing`.
         settings: backend settings.
         label_config: the project's labeling config XML.
         credentials: Label Studio URL and token for task images (env settings already applied).
@@ -46,7 +46,7 @@ class FCANetBackend:
         """One answer per task: a prediction ``{"result": [...], "score", "model_version"}``, or ``[]``.
 
         Args:
-            tasks: Label Studio tasks (``id``, ``data``), checked by :func:`backend.validation.task_list`.
+            tasks: Label Studio tasks (``id``, ``data``), checked by :func:`backend.web.validation.task_list`.
             context: ``{"result": [regions]}`` of an interactive request, or ``None``. Without
                 context ("Retrieve predictions"), each task is segmented from the prompts stored in
                 the task itself, as auto-annotation does; a task without prompts, whose image cannot

@@ -1,8 +1,8 @@
 """Label Studio annotation webhooks → :class:`AnnotationRecord`: ids, the image reference, the regions.
 
 Parsing is cheap and runs in the web request (:func:`parse_annotation_events`,
-:func:`deleted_annotation_ids`); decoding the masks (:mod:`backend.masks`) and storing them
-(:mod:`backend.examples`) run in a job. Malformed payloads raise ``ValueError``.
+:func:`deleted_annotation_ids`); decoding the masks (:mod:`backend.labelstudio.masks`) and storing them
+(:mod:`backend.storage.examples`) run in a job. Malformed payloads raise ``ValueError``.
 """
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ without context ("Retrieve predictions"), so both give the same masks.
 Prompts of a task: the result regions of its newest annotation, draft or prediction (by
 ``updated_at``; on a tie annotation before draft before prediction) that holds keypoints or
 rectangles. Cancelled annotations are ignored. Each region is one object, read by
-:func:`backend.prompts.parse_prompt` on its own. Each object becomes one mask through the same
-path as an interactive click (a ``segment`` callable: a runner's or :func:`backend.jobs.run_segment`).
+:func:`backend.labelstudio.prompts.parse_prompt` on its own. Each object becomes one mask through the same
+path as an interactive click (a ``segment`` callable: a runner's or :func:`backend.inference.jobs.run_segment`).
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def predict_prompts(task: dict, prompts: Sequence[Prompt], config: LabelConfig,
         prompts: one per object, e.g. from :func:`prompts_from_task`.
         config: the project's labeling config.
         segment: runs one click request, e.g. ``Runner.segment`` or
-            ``functools.partial(backend.jobs.run_segment, settings=...)``.
+            ``functools.partial(backend.inference.jobs.run_segment, settings=...)``.
         credentials: Label Studio URL and token for the task image.
         model_version: the version expected to answer.
 

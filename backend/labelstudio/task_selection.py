@@ -15,7 +15,7 @@ PAGE_SIZE = 100
 
 @dataclass(frozen=True)
 class TaskFilter:
-    """Which tasks to consider (``--filter`` of :mod:`backend.autoannotate`)."""
+    """Which tasks to consider (``--filter`` of :mod:`backend.autoannotate.annotate`)."""
 
     ids: frozenset[int] | None = None
     annotated: bool | None = None

@@ -3,7 +3,7 @@
 * :mod:`~backend.learning.events`: ``POST /webhook`` events become jobs on the ``training`` queue
   (collect an annotation's examples, remove deleted ones, request a fine-tuning).
 * :mod:`~backend.learning.trigger`: fine-tuning requests from Start Training, from every
-  ``TRAIN_EVERY_N_EXAMPLES`` new examples, from the schedule (:mod:`backend.cron`) or from
+  ``TRAIN_EVERY_N_EXAMPLES`` new examples, from the schedule (:mod:`backend.learning.schedule`) or from
   ``python -m backend fine-tune``; a request coalesces with the project's job still waiting.
 * :mod:`~backend.learning.local`: without ``REDIS_URL``, one background thread of the web process
   runs the jobs, and fine-tuning in a child process of it.

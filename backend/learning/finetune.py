@@ -2,7 +2,7 @@
 
 :func:`fine_tune` holds the project's training lock, splits the examples deterministically into
 training and held-out sets, measures NoC@85/90 of the current version on the held-out examples,
-fine-tunes from the current version (:func:`fcanet_core.finetune.fine_tune`: click loss, simulated
+fine-tunes from the current version (:func:`fcanet_core.training.finetune.fine_tune`: click loss, simulated
 and iterative clicks), measures the candidate, stores it as an immutable version and promotes it
 only if neither NoC got worse and the current version did not change meanwhile. Nothing outside
 the run folder is written before the candidate is complete, so a crash leaves the current model

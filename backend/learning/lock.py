@@ -1,8 +1,8 @@
 """A project's training lock: one fine-tuning per project at a time, across workers and machines.
 
-With Redis an :class:`~backend.locks.OwnerLock` that a heartbeat thread extends, so a killed worker
+With Redis an :class:`~backend.common.locks.OwnerLock` that a heartbeat thread extends, so a killed worker
 frees it within ``TRAIN_LOCK_TTL``; the heartbeat also keeps the running RQ job alive for that long
-only. Without Redis a :class:`~backend.locks.FileLock` in the project's training folder.
+only. Without Redis a :class:`~backend.common.locks.FileLock` in the project's training folder.
 """
 from __future__ import annotations
 

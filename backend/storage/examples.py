@@ -12,8 +12,8 @@ An entry is assembled under a hidden temporary name and renamed into place (repl
 version of the same annotation through a hidden aside name), so a reader sees the old entry, no
 entry, or the new entry, never a half-written one.
 
-The entries come from :class:`~backend.annotations.AnnotationRecord` and the instances that
-:func:`backend.masks.decode_regions` decoded; :meth:`ExampleStore.put` runs in a job.
+The entries come from :class:`~backend.labelstudio.annotations.AnnotationRecord` and the instances that
+:func:`backend.labelstudio.masks.decode_regions` decoded; :meth:`ExampleStore.put` runs in a job.
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ or the worker lost 503, timeouts 504 (the image download or the click), anything
 ``/setup`` stores the hostname and token Label Studio sends per project. With ``LABEL_STUDIO_URL``
 set the hostname is not used; without it, a hostname whose host is not in ``ALLOWED_HOSTS`` is
 refused (403), and ``LABEL_STUDIO_API_KEY`` is never sent to it. A webhook that cannot be queued
-because Redis is down is written to the spool (:mod:`backend.spool`) and answered 202.
+because Redis is down is written to the spool (:mod:`backend.storage.spool`) and answered 202.
 
 With ``BASIC_AUTH_USER`` and ``BASIC_AUTH_PASS`` set, every route requires HTTP basic auth with
 those credentials (set the same on the Label Studio model connection).

@@ -1,8 +1,9 @@
 """Request bodies checked once, where they enter: the right JSON types or a 400 naming the field.
 
-The routes of :mod:`backend.app` turn a raw body into these small typed records; the code behind
+The routes of :mod:`backend.web.app` turn a raw body into these small typed records; the code behind
 them relies on the types and never meets a string where an object belongs. Region contents are
-checked where they are read (:mod:`backend.regions`, :mod:`backend.annotations`), each with a 400.
+checked where they are read (:mod:`backend.labelstudio.regions`, :mod:`backend.labelstudio.annotations`),
+each with a 400.
 """
 from __future__ import annotations
 

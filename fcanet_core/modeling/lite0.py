@@ -72,7 +72,7 @@ def _bn(channels: int) -> nn.BatchNorm2d:
 class DepthwiseConv2d(nn.Conv2d):
     """A depthwise convolution that can stay in float32 inside a CPU autocast region that records gradients.
 
-    With ``fp32_under_autocast`` set (see :func:`fcanet_core.train_step.prepare_model`), a
+    With ``fp32_under_autocast`` set (see :func:`fcanet_core.training.step.prepare_model`), a
     bfloat16 training forward on the CPU runs this layer in float32: oneDNN's bfloat16 depthwise
     forward + backward is up to 2.7× slower than float32, while every other layer gains from bfloat16.
     Without gradients (robot rounds, inference) the bfloat16 forward is the faster one and is kept.

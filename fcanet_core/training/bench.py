@@ -8,7 +8,7 @@ backward, SGD step, ITIS bookkeeping) on the same sample order, views and robot-
 the same random initial weights, so the variants differ only in how the step runs. Each variant
 reports images/s and where the time goes (data: the wait for the next batch, which prefetching
 hides; robot rounds; gradient step). ``default_2_processes`` runs the default step data-parallel
-(:mod:`fcanet_core.train_parallel`): two single-threaded processes, each with half of every batch
+(:mod:`fcanet_core.training.parallel`): two single-threaded processes, each with half of every batch
 drawn from its own half of the samples, averaging gradients; its phases and loss are rank 0's.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Each example is a *view* of one dataset sample: the image scaled so its short side is
 ``short_side`` × a random factor in ``scale_range``, a ``crop``×``crop`` window containing a
 uniformly chosen object pixel, and an optional horizontal flip. Images smaller than the crop are
-padded (image 0, mask ignore). Samples are read with :func:`fcanet_core.datasets.load_samples`
+padded (image 0, mask ignore). Samples are read with :func:`fcanet_core.data.datasets.load_samples`
 (``index.csv`` folders, 128 = ignore); the training images are small (long side ≤ 512 px) and
 decode in a few milliseconds, so they are read on demand rather than cached.
 """

@@ -104,7 +104,7 @@ def rank_generator(seed: int, rank: int) -> np.random.Generator:
 
 
 def gradient_sync(model: torch.nn.Module, world_size: int) -> Callable[[], None] | None:
-    """What :func:`fcanet_core.train_step.train_step` runs between backward and step: the gradient average
+    """What :func:`fcanet_core.training.step.train_step` runs between backward and step: the gradient average
     over the processes (``None`` for one process)."""
     if world_size == 1:
         return None

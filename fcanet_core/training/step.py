@@ -1,6 +1,6 @@
 """One training step of FCA-Net: robot rounds, forward, click loss, backward, optimizer step.
 
-Shared by :mod:`fcanet_core.train` (the training loop) and :mod:`fcanet_core.train_bench` (its
+Shared by :mod:`fcanet_core.train` (the training loop) and :mod:`fcanet_core.training.bench` (its
 throughput benchmark), so the benchmark times exactly the step the training runs.
 """
 from __future__ import annotations

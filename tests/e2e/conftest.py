@@ -24,7 +24,7 @@ Session fixtures
     ``start_worker`` -> ``start_worker(queues: str) -> ManagedProcess``
         Starts a further worker process (e.g. ``"training"``) with the backend's environment; it is
         stopped at the end of the session.
-    ``grabcut`` -> ``dict[str, fcanet_core.datasets.Sample]``
+    ``grabcut`` -> ``dict[str, fcanet_core.data.datasets.Sample]``
         The shared GrabCut pairs by name (``"teddy"``, ``"banana1"``, …).
 
     ``make_project`` -> ``make_project(names, label_config=LABEL_CONFIG, connect=True,
