@@ -9,7 +9,7 @@ predictor applies it). NoC at a target is the first click count whose IoU reache
 CLI::
 
     python -m fcanet_core.evaluate --checkpoint PATH_OR_default --dataset DIR [--max-clicks 20]
-        [--sis] [--limit N] [--json OUT.json] [--plot OUT.png] [--device cpu] [--target-iou T]
+        [--sis] [--zoom-in] [--flip] [--every K] [--limit N] [--json OUT.json] [--plot OUT.png] [--device cpu] [--target-iou T]
 """
 from __future__ import annotations
 
@@ -215,6 +215,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sis", action="store_true", help="apply the structural integrity strategy")
     parser.add_argument("--zoom-in", action="store_true",
                         help="predict on the region around the clicks and the previous mask (Predictor zoom_in)")
+    parser.add_argument("--flip", action="store_true",
+                        help="average the probabilities of the image and its mirror image")
+    parser.add_argument("--every", type=int, default=1,
+                        help="evaluate every K-th instance (an evenly spread subset; default 1 = all)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N instances")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--plot", type=Path, default=None, help="write the mIoU curve here (PNG)")
@@ -226,6 +230,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.max_clicks < 1:
         parser.error("--max-clicks must be at least 1")
+    if args.every < 1:
+        parser.error("--every must be at least 1")
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be at least 1")
     if args.target_iou is not None and not 0.0 < args.target_iou <= 1.0:
         parser.error("--target-iou must lie in (0, 1]")
     return args
@@ -245,12 +253,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"--device {device}: no CUDA GPU is available; use --device cpu")
-        samples = load_samples(args.dataset, args.limit)
+        samples = load_samples(args.dataset)[::args.every][:args.limit]
         model = load_model(args.checkpoint, device)
     except (ValueError, OSError, RuntimeError) as exc:  # bad folder, checkpoint or device name
         logger.error("%s", exc)
         return 2
-    predictor = Predictor(model, sis=args.sis, short_side=args.short_side, zoom_in=args.zoom_in)
+    predictor = Predictor(model, sis=args.sis, short_side=args.short_side, zoom_in=args.zoom_in,
+                          flip_average=args.flip)
     result = evaluate(predictor, samples, args.max_clicks, progress=True)
     report = {
         "dataset": str(args.dataset),
@@ -260,7 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "device": device,
         "sis": args.sis,
         "zoom_in": args.zoom_in,
+        "flip_average": args.flip,
         "short_side": predictor.short_side,
+        "every": args.every,
         "limit": args.limit,
         "target_iou": args.target_iou,
         **result.to_dict(args.target_iou),

@@ -13,6 +13,7 @@ from PIL import Image
 
 from fcanet_core import Click, next_click
 from fcanet_core.evaluate import parse_args, evaluate
+from fcanet_core.datasets import load_samples
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 H, W = 120, 160
@@ -181,6 +182,28 @@ def test_cli_writes_json_and_plot(tmp_path: Path, shared_dir: Path, checkpoint_a
     assert report["spc"] > 0
     with Image.open(out_png) as png:
         assert png.format == "PNG" and png.size[0] > 100
+
+
+@pytest.mark.slow
+def test_cli_every_takes_an_evenly_spread_subset(tmp_path: Path, shared_dir: Path, checkpoint_arg: str) -> None:
+    dataset = shared_dir / "data" / "grabcut"
+    out_json = tmp_path / "eval.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "fcanet_core.evaluate", "--checkpoint", checkpoint_arg, "--dataset", str(dataset),
+         "--every", "20", "--max-clicks", "1", "--json", str(out_json), "--device", "cpu"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out_json.read_text())
+    names = [s.name for s in load_samples(dataset)]
+    assert [i["name"] for i in report["instances"]] == [names[0], names[20], names[40]]
+    assert report["every"] == 20
+
+
+@pytest.mark.parametrize("flag", ["--every", "--limit"])
+def test_cli_rejects_a_subset_below_one(flag: str) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--checkpoint", "default", "--dataset", "x", flag, "0"])
 
 
 def test_cli_defaults_follow_the_protocol() -> None:

@@ -151,3 +151,17 @@ def test_the_input_short_side_follows_the_model() -> None:
     light.meta = {"input_short_side": 288}
     assert model_input_short_side(light) == 288
     assert model_input_short_side(nn.Conv2d(1, 1, 1)) == 512
+
+
+def test_flip_average_is_the_mean_of_the_image_and_its_mirror(tiny_model) -> None:
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (64, 91, 3), dtype=np.uint8)  # short side 64: no resize, exact mirroring
+    clicks = [Click(20, 30, True), Click(70, 10, False)]
+    mirrored = [Click(90 - c.x, c.y, c.positive) for c in clicks]
+    plain = Predictor(tiny_model, short_side=64)
+    direct = plain.predict(image, clicks).prob
+    mirror = plain.predict(np.ascontiguousarray(image[:, ::-1]), mirrored).prob[:, ::-1]
+    averaged = Predictor(tiny_model, short_side=64, flip_average=True).predict(image, clicks)
+    np.testing.assert_allclose(averaged.prob, (direct + mirror) / 2, atol=1e-5)
+    assert not np.allclose(direct, mirror, atol=1e-3)  # the mirror really is another input
+    np.testing.assert_array_equal(averaged.mask, (averaged.prob > 0.5).astype(np.uint8))
