@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from fcanet_core import Click, next_click
-from fcanet_core.evaluate import parse_args, evaluate
-from fcanet_core.datasets import load_samples
+from fcanet_core.data.datasets import load_samples
+from fcanet_core.evaluate import evaluate, parse_args
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 H, W = 120, 160
