@@ -21,8 +21,8 @@ import torch
 
 from ..data.datasets import Sample
 from ..modeling import build_model
-from ..train import TrainConfig
 from .batches import BatchStream, SampleOrder
+from .config import TrainConfig
 from .data import load_training_samples
 from .parallel import gradient_sync, rank_generator, run_data_parallel
 from .sampling import ItisMemory

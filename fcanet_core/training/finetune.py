@@ -11,7 +11,9 @@ from typing import Any
 
 from ..modeling import FCANet, build_model
 from ..modeling.checkpoint import resolve_checkpoint
-from ..train import TrainConfig, read_train_state, run_progress, train
+from .config import TrainConfig, run_progress
+from .state import read_train_state
+from .trainer import train
 
 
 @dataclass
