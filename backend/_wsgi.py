@@ -1,4 +1,4 @@
-"""WSGI entry point for gunicorn: ``gunicorn --workers 1 --threads 8 backend._wsgi:app``.
+"""WSGI entry point for gunicorn: ``gunicorn --worker-class gthread --threads 32 backend._wsgi:app``.
 
 Settings come from the environment (:mod:`backend.config`). Do not use ``--preload`` with a GPU:
 CUDA cannot be used in a process forked after it was initialised.
@@ -6,9 +6,9 @@ CUDA cannot be used in a process forked after it was initialised.
 from __future__ import annotations
 
 from .common.logs import configure_logging
-from .config import Settings
+from .config import get_settings
 from .web.app import create_app
 
-settings = Settings.from_env()
+settings = get_settings()
 configure_logging(settings.log_level, settings.log_format)
 app = create_app(settings)

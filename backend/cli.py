@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from .autoannotate import annotate as autoannotate
 from .common.errors import BackendError
 from .common.logs import configure_logging
-from .config import Settings
+from .config import get_settings
 from .inference.queueing import QUEUE_BATCH, QUEUE_INFERENCE, QUEUE_TRAINING, unavailable
 from .inference.worker import run_worker
 from .labelstudio.task_selection import TaskFilter
@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = get_settings()
     host, port = args.host, args.port or settings.port
     if not args.dev:
         try:
@@ -76,12 +76,12 @@ def _gunicorn_app(base: type, options: dict[str, Any]) -> Any:
 
 def _worker(args: argparse.Namespace) -> int:
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
-    run_worker(Settings.from_env(), queues, burst=args.burst, name=args.name)
+    run_worker(get_settings(), queues, burst=args.burst, name=args.name)
     return 0
 
 
 def _auto_annotate(args: argparse.Namespace) -> int:
-    summary = autoannotate.run_batch(Settings.from_env(), args.project, only_missing=args.only_missing,
+    summary = autoannotate.run_batch(get_settings(), args.project, only_missing=args.only_missing,
                                      task_filter=TaskFilter.parse(args.filter),
                                      center_click=args.center_click, wait=args.wait, job_timeout=args.job_timeout)
     report = summary.to_dict()
@@ -118,7 +118,7 @@ def _add_auto_annotate(commands: argparse._SubParsersAction) -> None:
 
 
 def _registry() -> ModelRegistry:
-    settings = Settings.from_env()
+    settings = get_settings()
     return ModelRegistry(settings.model_dir, settings.fcanet_checkpoint)
 
 
@@ -151,7 +151,7 @@ def _add_versions(commands: argparse._SubParsersAction) -> None:
 
 
 def _fine_tune(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = get_settings()
     if args.enqueue:
         result = request_training(args.project, settings, Reason.MANUAL)
     else:
@@ -169,7 +169,7 @@ def _add_fine_tune(commands: argparse._SubParsersAction) -> None:
 
 
 def _cron(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = get_settings()
     if args.interval is not None and args.interval < 1:
         raise ValueError("--interval must be at least 1 second")
     scheduler = build_scheduler(settings, args.schedule, args.interval)
@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     serve.add_argument("--port", type=int, help="port (default $PORT or 9090)")
     serve.add_argument("--workers", type=int, help="gunicorn worker processes (default $WORKERS or 1)")
-    serve.add_argument("--threads", type=int, help="threads per worker process (default $THREADS or 8)")
+    serve.add_argument("--threads", type=int, help="threads per worker process (default $THREADS, 32)")
     serve.add_argument("--dev", action="store_true", help="use Flask's development server")
     serve.set_defaults(func=_serve)
 
@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; returns its exit code."""
     try:
-        settings = Settings.from_env()
+        settings = get_settings()
     except ValueError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2

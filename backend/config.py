@@ -1,11 +1,12 @@
 """Backend settings: every knob is an environment variable with a documented default.
 
-:meth:`Settings.from_env` reads them once (the fine-tuning knobs into ``Settings.learning``, a
-:class:`LearningConfig`); the rest of the backend receives the frozen :class:`Settings` object and
-never reads the environment itself. Secrets are left out of ``repr``.
+:func:`get_settings` reads them once per process (:meth:`Settings.from_env`; the fine-tuning knobs
+into ``Settings.learning``, a :class:`LearningConfig`); the rest of the backend receives the frozen
+:class:`Settings` object and never reads the environment itself. Secrets are left out of ``repr``.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping, TypeVar
@@ -236,6 +237,12 @@ class Settings:
         }
         values = {k: v for k, v in values.items() if v is not None}
         return cls(learning=LearningConfig.from_env(env), **values)
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """This process's settings, read from its environment on the first call."""
+    return Settings.from_env()
 
 
 def parse_bool(text: str) -> bool:

@@ -2,4 +2,6 @@
 
 ``annotate_task`` is re-exported because jobs are queued under ``backend.autoannotate.annotate_task``.
 """
-from .annotate import annotate_task  # noqa: F401  (the job's RQ name)
+from .annotate import annotate_task
+
+__all__ = ["annotate_task"]

@@ -49,9 +49,9 @@ from tqdm import tqdm
 
 from ..common.errors import BackendError
 from ..common.locks import OwnerLock
-from ..config import Settings
+from ..config import Settings, get_settings
 from ..inference.engine import get_engine
-from ..inference.jobs import run_segment, worker_settings
+from ..inference.jobs import run_segment
 from ..inference.queueing import QUEUE_BATCH, enqueue, redis_connection, unavailable
 from ..labelstudio.client import Credentials, LabelStudioClient
 from ..labelstudio.prompts import LabelConfig
@@ -161,7 +161,7 @@ def annotate_task(payload: dict) -> dict:
     The task is claimed first (see :func:`task_claim`), so two runs over the same project never
     predict one task twice at the same time: the later one skips it.
     """
-    job, settings = TaskJob.from_payload(payload), worker_settings()
+    job, settings = TaskJob.from_payload(payload), get_settings()
     current = get_current_job()
     ttl = int(current.timeout) if current is not None and current.timeout else JOB_TIMEOUT
     key = claim_key(Credentials.resolve(settings, job.credentials).url, job.task_id)

@@ -45,7 +45,7 @@ from PIL import Image
 from fcanet_core import next_click
 from fcanet_core.data.datasets import load_samples
 
-from ..config import Settings
+from ..config import Settings, get_settings
 from ..cvat.interactor import CvatInteractor, mask_json, parse_request
 from ..images.frames import get_frame_decoder, place_prompt
 from ..inference.engine import get_engine
@@ -124,7 +124,7 @@ def measure_frame(body: dict, settings: Settings, repeat: int) -> dict:
 
 def run_bench(sizes: Sequence[tuple[int, int]], repeat: int, images: Path = DEFAULT_IMAGES) -> dict:
     """Measure every size on the first sample of ``images`` (module docstring); the report."""
-    settings = dataclasses.replace(Settings.from_env(), redis_url=None)
+    settings = dataclasses.replace(get_settings(), redis_url=None)
     image, gt = load_samples(images, limit=1)[0].load()
     frames = [measure_frame(make_frame(image, gt, size), settings, repeat) for size in sizes]
     engine = get_engine(settings)

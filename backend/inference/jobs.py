@@ -19,7 +19,6 @@ it, and only the 0/1 mask is resized to the claimed size when the two differ.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from rq import get_current_job
 from fcanet_core import Click
 
 from ..common.errors import BackendError, BadRequest
-from ..config import Settings
+from ..config import Settings, get_settings
 from ..images.fetch import ImageTooLarge, get_fetcher
 from ..images.frames import get_frame_decoder, place_prompt
 from ..labelstudio.client import Credentials
@@ -212,22 +211,16 @@ def run_segment(request: SegmentRequest, settings: Settings) -> dict:
     return {"result": result, "score": score, "model_version": version}
 
 
-@functools.cache
-def worker_settings() -> Settings:
-    """The worker process's settings, read from its environment once."""
-    return Settings.from_env()
-
-
 def segment(payload: dict) -> dict:
     """Worker job on the ``inference`` queue: :func:`run_segment` for a payload."""
     with errors_in_job_meta():
-        return run_segment(SegmentRequest.from_payload(payload), worker_settings())
+        return run_segment(SegmentRequest.from_payload(payload), get_settings())
 
 
 def segment_frame(payload: dict) -> dict:
     """Worker job on the ``inference`` queue: :func:`run_segment_frame` for a payload."""
     with errors_in_job_meta():
-        return run_segment_frame(FrameRequest.from_payload(payload), worker_settings())
+        return run_segment_frame(FrameRequest.from_payload(payload), get_settings())
 
 
 @contextlib.contextmanager

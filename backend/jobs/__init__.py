@@ -2,4 +2,6 @@
 
 Jobs are queued under these names (also by older versions); the code is :mod:`backend.inference.jobs`.
 """
-from ..inference.jobs import segment, segment_frame  # noqa: F401
+from ..inference.jobs import segment, segment_frame
+
+__all__ = ["segment", "segment_frame"]

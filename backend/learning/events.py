@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from ..common.errors import BadRequest
-from ..config import Settings
+from ..config import Settings, get_settings
 from ..images.fetch import get_fetcher
-from ..inference.jobs import worker_settings
 from ..inference.queueing import QUEUE_TRAINING, enqueue
 from ..labelstudio.annotations import AnnotationRecord, deleted_annotation_ids, parse_annotation_events, project_key
 from ..labelstudio.masks import decode_regions
@@ -86,7 +85,7 @@ def _submit(settings: Settings, func: Callable[..., Any], *args: Any, descriptio
 
 def collect(record: AnnotationRecord, settings: Settings | None = None) -> dict:
     """Job: fetch the task image, decode the masks and store the annotation; may request training."""
-    settings = settings or worker_settings()
+    settings = settings or get_settings()
     image = get_fetcher(settings).fetch(record.image_url, record.task_id)
     instances = decode_regions(record.regions, image.shape[0], image.shape[1])
     stored = example_store(settings).put(record, image, instances)
@@ -98,6 +97,6 @@ def collect(record: AnnotationRecord, settings: Settings | None = None) -> dict:
 
 def remove(project: str, annotation_ids: Sequence[int], settings: Settings | None = None) -> dict:
     """Job: remove the stored examples of deleted annotations."""
-    settings = settings or worker_settings()
+    settings = settings or get_settings()
     removed = example_store(settings).delete(project, annotation_ids)
     return {"project": project, "removed": removed}

@@ -30,9 +30,8 @@ from fcanet_core.train import TrainConfig
 from fcanet_core.training.finetune import fine_tune as fine_tune_model
 
 from ..common.locks import delete_if_value
-from ..config import Settings
+from ..config import Settings, get_settings
 from ..inference.engine import resolve_device
-from ..inference.jobs import worker_settings
 from ..inference.queueing import redis_connection
 from ..labelstudio.annotations import project_key
 from ..storage.examples import Example
@@ -52,7 +51,7 @@ def fine_tune(project: str, reason: str, settings: Settings | None = None) -> di
         A summary: ``status`` (``promoted``, ``rejected`` or ``skipped``), ``version``, ``parent``,
         ``metrics`` (``before``/``after`` on the held-out examples), example counts, seconds.
     """
-    settings = settings or worker_settings()
+    settings = settings or get_settings()
     project = project_key(project)
     job = get_current_job()
     if job is not None:

@@ -13,8 +13,7 @@ import logging
 
 from rq.cron import CronScheduler
 
-from ..config import Settings
-from ..inference.jobs import worker_settings
+from ..config import Settings, get_settings
 from ..inference.queueing import QUEUE_TRAINING, redis_connection
 from . import RESULT_TTL, Reason, example_store, load_state, new_examples, request_training
 
@@ -31,7 +30,7 @@ def due_projects(settings: Settings) -> list[str]:
 
 def scheduled_fine_tune(settings: Settings | None = None) -> dict:
     """Job: request a fine-tuning for each project that has new examples."""
-    settings = settings or worker_settings()
+    settings = settings or get_settings()
     requests = {project: request_training(project, settings, Reason.SCHEDULE) for project in due_projects(settings)}
     logger.info("scheduled fine-tuning", extra={"projects": sorted(requests)})
     return {"requested": requests}

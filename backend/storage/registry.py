@@ -78,15 +78,15 @@ class ModelRegistry:
 
     Args:
         model_dir: the backend's model folder.
-        default_checkpoint: checkpoint of the version used before any promotion; ``None`` reads
-            ``FCANET_CHECKPOINT`` from the environment (default ``"default"``, the bundled model).
+        default_checkpoint: checkpoint of the version used before any promotion
+            (``Settings.fcanet_checkpoint``; ``"default"`` is the bundled model).
     """
 
-    def __init__(self, model_dir: str | Path, default_checkpoint: str | None = None) -> None:
+    def __init__(self, model_dir: str | Path, default_checkpoint: str = "default") -> None:
         self.model_dir = Path(model_dir)
         self.versions_dir = self.model_dir / "versions"
         self.pointer_path = self.model_dir / POINTER_FILE
-        self.default_checkpoint = default_checkpoint or os.environ.get("FCANET_CHECKPOINT") or "default"
+        self.default_checkpoint = default_checkpoint
 
     # ----------------------------------------------------------------- reading
     @property

@@ -34,9 +34,9 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..common.errors import BackendError, BadRequest
-from ..config import Settings
+from ..config import Settings, get_settings
 from ..images.hosts import host_allowed
-from ..inference.queueing import QueueUnavailable, make_runner
+from ..inference.queueing import QueueUnavailable, Runner, make_runner
 from ..labelstudio.adapter import FCANetBackend
 from ..labelstudio.client import Credentials
 from ..learning import handle_event
@@ -86,24 +86,29 @@ def _error_response(status: int, detail: str) -> Response:
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """Build the app; ``settings`` default to :meth:`Settings.from_env`.
+    """Build the app; ``settings`` default to :func:`~backend.config.get_settings`.
 
     Without ``REDIS_URL`` this loads the model (in-process inference).
     """
-    settings = settings or Settings.from_env()
+    settings = settings or get_settings()
     runner = make_runner(settings)
     metrics = Metrics(runner)
-    setups = SetupCredentials()
     spool = WebhookSpool(Path(settings.model_dir) / "spool")
     if settings.queued:
         SpoolDrainer(spool, lambda event, payload: handle_event(event, payload, settings)).start()
     app = Flask(__name__)
     app.config["FCANET_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    _observe_requests(app, settings, metrics)
+    _answer_errors(app, metrics)
+    _add_routes(app, settings, runner, metrics, SetupCredentials(), spool)
+    logger.info("app created", extra={"inference": "queue" if settings.queued else "in-process",
+                                      "model_dir": settings.model_dir})
+    return app
 
-    def backend(label_config: str | None = None, project: str | None = None) -> FCANetBackend:
-        credentials = Credentials.resolve(settings, setups.get(project))
-        return FCANetBackend(runner, settings, label_config=label_config, credentials=credentials)
+
+def _observe_requests(app: Flask, settings: Settings, metrics: Metrics) -> None:
+    """Per request: an id, basic auth, the metrics and one log line."""
 
     @app.before_request
     def _start() -> Response | None:
@@ -132,6 +137,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _teardown(exc: BaseException | None) -> None:
         metrics.in_flight.dec()
 
+
+def _answer_errors(app: Flask, metrics: Metrics) -> None:
+    """Every error becomes JSON ``{"status", "detail"}``; unexpected ones are logged with their traceback."""
+
     @app.errorhandler(BackendError)
     def _backend_error(exc: BackendError) -> Response:
         metrics.errors.labels(type(exc).__name__).inc()
@@ -149,6 +158,15 @@ def create_app(settings: Settings | None = None) -> Flask:
         logger.exception("unexpected error", extra={"request_id": g.get("request_id")})
         return _error_response(500, f"internal error (request {g.get('request_id')}): the backend's log has "
                                     "the details")
+
+
+def _add_routes(app: Flask, settings: Settings, runner: Runner, metrics: Metrics, setups: SetupCredentials,
+                spool: WebhookSpool) -> None:
+    """The protocol's routes: /health, /setup, /predict, /webhook, /metrics."""
+
+    def backend(label_config: str | None = None, project: str | None = None) -> FCANetBackend:
+        credentials = Credentials.resolve(settings, setups.get(project))
+        return FCANetBackend(runner, settings, label_config=label_config, credentials=credentials)
 
     @app.get("/")
     @app.get("/health")
@@ -189,10 +207,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     def metrics_route() -> Response:
         body, content_type = metrics.render()
         return Response(body, content_type=content_type)
-
-    logger.info("app created", extra={"inference": "queue" if settings.queued else "in-process",
-                                      "model_dir": settings.model_dir})
-    return app
 
 
 def _authorized(settings: Settings) -> bool:

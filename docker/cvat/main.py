@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from backend.common.logs import configure_logging
-from backend.config import Settings
+from backend.config import get_settings
 from backend.cvat.interactor import CvatInteractor
 
 
 def init_context(context: Any) -> None:
     """Once per function worker: read the settings, load the model (or connect to the queue)."""
-    settings = Settings.from_env()
+    settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     context.user_data.interactor = CvatInteractor(settings)
 

@@ -52,7 +52,7 @@ from werkzeug.serving import make_server
 import fcanet_core
 from backend.bench.harness import (REDIS_OWNER_KEY, ManagedProcess, claim_redis_db, release_redis_db,
                                    worker_process)
-from backend.config import Settings
+from backend.config import Settings, get_settings
 
 LEGACY_TOKEN = "0123456789abcdef0123456789abcdef01234567"
 CAPTURE_SIZE = (320, 240)
@@ -178,6 +178,14 @@ def _handler(state: LabelStudioFiles) -> type[BaseHTTPRequestHandler]:
             self._send(200, json.dumps({"access": access}).encode(), {"Content-Type": "application/json"})
 
     return Handler
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings() -> Iterator[None]:
+    """Each test's code reads the environment it set up (:func:`get_settings` reads it once per process)."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from dataclasses import fields
 
 import pytest
 
-from backend.config import LearningConfig, Settings
+from backend.config import LearningConfig, Settings, get_settings
 
 EVERY_VARIABLE = {
     "MODEL_DIR": "/data/models", "FCANET_CHECKPOINT": "/m.pt", "REDIS_URL": "redis://r:6379/2",
@@ -75,3 +75,10 @@ def test_learning_config_reads_and_checks_the_environment() -> None:
     with pytest.raises(ValueError, match="HOLDOUT_FRACTION"):
         LearningConfig.from_env({"HOLDOUT_FRACTION": "1.5"})
     assert Settings.from_env({"FINETUNE_STEPS": "7"}).learning.steps == 7
+
+
+def test_get_settings_reads_the_environment_once(monkeypatch):
+    monkeypatch.setenv("MODEL_DIR", "/srv/first")
+    first = get_settings()
+    monkeypatch.setenv("MODEL_DIR", "/srv/second")
+    assert get_settings() is first and first.model_dir == "/srv/first"

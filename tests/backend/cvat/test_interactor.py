@@ -32,6 +32,7 @@ from redis import Redis
 from rq.job import Job
 from rq.registry import FinishedJobRegistry
 
+from backend.config import get_settings
 from backend.cvat.interactor import mask_json
 from backend.inference.jobs import SEGMENT_FRAME_JOB
 from backend.inference.queueing import QUEUE_INFERENCE
@@ -76,6 +77,7 @@ class Function:
     """One deployed function: nuclio-sdk's test platform around ``main.handler``."""
 
     def __init__(self, module: ModuleType) -> None:
+        get_settings.cache_clear()  # a new function process reads its environment afresh
         self.module = module
         self.platform = Platform()
 
