@@ -23,7 +23,7 @@ PROJECT = "9"
 #: for a confident call), so tests that need a promotion get one.
 FAST = {"FINETUNE_STEPS": "2", "FINETUNE_BATCH_SIZE": "2", "FINETUNE_CROP": "48", "EVAL_MAX_CLICKS": "1",
         "GATE_CLICKS": "1", "GATE_MARGIN": "1", "GUARD_MARGIN": "1",
-        "MIN_TRAIN_EXAMPLES": "2", "TRAIN_LOCK_TTL": "2", "TRAIN_JOB_TIMEOUT": "300", "TRAIN_EVERY_N_EXAMPLES": "50"}
+        "MIN_TRAIN_EXAMPLES": "2", "TRAIN_LOCK_TTL": "5", "TRAIN_JOB_TIMEOUT": "300", "TRAIN_EVERY_N_EXAMPLES": "50"}
 
 
 def annotation_payload(capture: Callable, ls_files, pair: tuple[np.ndarray, np.ndarray], annotation_id: int,
