@@ -75,3 +75,9 @@ def test_learning_config_reads_and_checks_the_environment() -> None:
     with pytest.raises(ValueError, match="HOLDOUT_FRACTION"):
         LearningConfig.from_env({"HOLDOUT_FRACTION": "1.5"})
     assert Settings.from_env({"FINETUNE_STEPS": "7"}).learning.steps == 7
+    gate = LearningConfig.from_env({"GATE_CLICKS": "3", "GATE_CONFIDENCE": "0.9", "GATE_MARGIN": "0.02",
+                                    "GUARD_MARGIN": "0.05", "GUARD_DIR": "/data/guard"})
+    assert (gate.gate_clicks, gate.gate_confidence, gate.gate_margin, gate.guard_margin, gate.guard_dir) == (
+        3, 0.9, 0.02, 0.05, "/data/guard")
+    with pytest.raises(ValueError, match="GATE_CONFIDENCE"):
+        LearningConfig.from_env({"GATE_CONFIDENCE": "1.2"})
