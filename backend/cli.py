@@ -125,7 +125,12 @@ def _registry() -> ModelRegistry:
 def _versions_list(args: argparse.Namespace) -> int:
     registry = _registry()
     current = registry.current().name
-    print(json.dumps([{**asdict(v), "current": v.name == current} for v in registry.list()], indent=1))
+    rows = []
+    for version in registry.list():
+        gate = version.metrics.get("gate") or {}
+        decision = {k: gate[k] for k in ("promote", "verdict", "why") if k in gate}
+        rows.append({**asdict(version), "current": version.name == current, "decision": decision or None})
+    print(json.dumps(rows, indent=1))
     return 0
 
 

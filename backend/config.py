@@ -21,7 +21,9 @@ LEARNING_ENV = {"steps": "FINETUNE_STEPS", "time_budget_s": "FINETUNE_TIME_BUDGE
              "lr": "FINETUNE_LR", "crop": "FINETUNE_CROP", "holdout_fraction": "HOLDOUT_FRACTION",
              "min_examples": "MIN_TRAIN_EXAMPLES", "eval_max_clicks": "EVAL_MAX_CLICKS", "lock_ttl": "TRAIN_LOCK_TTL",
              "job_timeout": "TRAIN_JOB_TIMEOUT", "schedule": "TRAIN_SCHEDULE", "seed": "FINETUNE_SEED",
-             "robot_rounds": "FINETUNE_ROBOT_ROUNDS"}
+             "robot_rounds": "FINETUNE_ROBOT_ROUNDS", "gate_clicks": "GATE_CLICKS",
+             "gate_confidence": "GATE_CONFIDENCE", "gate_margin": "GATE_MARGIN", "guard_margin": "GUARD_MARGIN",
+             "guard_dir": "GUARD_DIR"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,14 @@ class LearningConfig:
     #: FINETUNE_ROBOT_ROUNDS: up to this many robot clicks on the model's own current predictions
     #: per training step (iterative training, as in the main recipe); 0 = simulated clicks only.
     robot_rounds: int = 0
+    #: GATE_CLICKS, GATE_CONFIDENCE, GATE_MARGIN, GUARD_MARGIN: the promotion rule
+    #: (:class:`backend.learning.evidence.GateRule`).
+    gate_clicks: int = 5
+    gate_confidence: float = 0.95
+    gate_margin: float = 0.01
+    guard_margin: float = 0.02
+    #: GUARD_DIR: ``index.csv`` folder of the forgetting guard ("" = the set bundled with the model).
+    guard_dir: str = ""
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "crop", "min_examples", "eval_max_clicks", "lock_ttl", "job_timeout"):
@@ -71,6 +81,10 @@ class LearningConfig:
             raise ValueError(f"FINETUNE_LR must be positive, got {self.lr}")
         if self.robot_rounds < 0:
             raise ValueError(f"FINETUNE_ROBOT_ROUNDS must not be negative, got {self.robot_rounds}")
+        if self.gate_clicks < 1 or not 0.5 < self.gate_confidence < 1.0 or min(self.gate_margin, self.guard_margin) < 0:
+            raise ValueError("GATE_CLICKS must be positive, GATE_CONFIDENCE in (0.5, 1), GATE_MARGIN and GUARD_MARGIN "
+                             f"not negative; got {self.gate_clicks}, {self.gate_confidence}, {self.gate_margin}, "
+                             f"{self.guard_margin}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "LearningConfig":

@@ -21,7 +21,8 @@ JSON report (stdout, and ``--json``)::
     {"data", "annotations", "eval_images", "checkpoint",
      "webhook": {"requests", "accepted", "latency_ms": {"p50", "p95", "max"}}, "collect_s",
      "fine_tune": {"status", "version", "wall_s", "train_seconds", "steps", "holdout_fraction",
-                   "gate_max_clicks", "gate": {"before", "after"}, "recipe"},
+                   "gate_max_clicks", "gate": {"before", "after"},
+                   "decision": {"promote", "verdict", "why", "rule", "project", "guard", "guard_set"}, "recipe"},
      "eval": {"before": {"n", "noc85", "noc90", "miou_1", "spc"}, "after": {...},
               "noc90_fewer_clicks_pct", "noc85_fewer_clicks_pct"},
      "machine": {"cpu", "cores", "platform", "torch_threads", "nice", "loadavg_start", "loadavg_end"}}
@@ -137,7 +138,7 @@ def run(data: Path, annotations: int, eval_images: int, checkpoint: str, seed: i
                       "steps": meta.get("steps"), "holdout_fraction": cfg.holdout_fraction,
                       "gate_max_clicks": cfg.eval_max_clicks,
                       "train_examples": summary["train_examples"], "holdout_examples": summary["holdout_examples"],
-                      "gate": summary["metrics"], "recipe": meta["recipe"]},
+                      "gate": summary["metrics"], "decision": summary["gate"], "recipe": meta["recipe"]},
         "eval": {**results, "noc90_fewer_clicks_pct": _fewer_pct(results["before"]["noc90"], results["after"]["noc90"]),
                  "noc85_fewer_clicks_pct": _fewer_pct(results["before"]["noc85"], results["after"]["noc85"])},
         "machine": {**machine_info(), "torch_threads": torch.get_num_threads(), "nice": os.nice(0),

@@ -9,7 +9,8 @@
   runs the jobs, and fine-tuning in a child process of it.
 * :mod:`~backend.learning.state`: a project's training folder, trained examples and Redis keys.
 * :mod:`~backend.learning.lock`: one fine-tuning per project at a time.
-* :mod:`~backend.learning.gate`: held-out split and NoC@85/90, the promotion rule.
+* :mod:`~backend.learning.gate`: held-out split, robot-user scores, the guard set, the gate's evidence.
+* :mod:`~backend.learning.evidence`: the promotion rule (paired bootstrap, margins, guard veto).
 * :mod:`~backend.learning.finetune`: the fine-tuning job itself.
 
 Fine-tuning knobs are environment variables read once into ``Settings.learning``
@@ -18,12 +19,13 @@ them (``backend.learning.collect``, ``backend.learning.remove``, ``backend.learn
 """
 from .events import collect, handle_event, remove
 from .finetune import fine_tune
-from .gate import evaluate_model, not_worse, split_examples
+from .evidence import GateRule, decide
+from .gate import evaluate_model, split_examples
 from .local import wait_local_jobs
 from .state import KEY_PREFIX, RESULT_TTL, example_store, load_state, new_examples, training_dir
 from .status import Reason, RunStatus
 from .trigger import request_training
 
-__all__ = ["KEY_PREFIX", "RESULT_TTL", "Reason", "RunStatus", "collect", "evaluate_model",
-           "example_store", "fine_tune", "handle_event", "load_state", "new_examples", "not_worse", "remove",
+__all__ = ["GateRule", "KEY_PREFIX", "RESULT_TTL", "Reason", "RunStatus", "collect", "decide", "evaluate_model",
+           "example_store", "fine_tune", "handle_event", "load_state", "new_examples", "remove",
            "request_training", "split_examples", "training_dir", "wait_local_jobs"]

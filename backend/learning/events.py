@@ -17,7 +17,7 @@ from ..inference.queueing import QUEUE_TRAINING, enqueue
 from ..labelstudio.annotations import AnnotationRecord, deleted_annotation_ids, parse_annotation_events, project_key
 from ..labelstudio.masks import decode_regions
 from .local import submit_local
-from .state import RESULT_TTL, example_store
+from .state import RESULT_TTL, example_store, last_decision
 from .status import Reason, RequestStatus
 from .trigger import maybe_request_training, request_training
 
@@ -48,8 +48,9 @@ def handle_event(event: str, payload: dict, settings: Settings) -> dict:
         if event == TRAIN_EVENT:
             if not isinstance(payload, dict) or payload.get("project") is None:
                 raise ValueError("START_TRAINING payload lacks the project")
-            return {"event": event,
-                    **request_training(project_key(payload["project"]), settings, Reason.START_TRAINING)}
+            project = project_key(payload["project"])
+            return {"event": event, **request_training(project, settings, Reason.START_TRAINING),
+                    "last_run": last_decision(settings, project)}
     except ValueError as exc:
         raise BadRequest(f"{event}: {exc}") from None
     return {"event": event, "status": RequestStatus.IGNORED}

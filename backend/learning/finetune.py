@@ -1,10 +1,12 @@
-"""The fine-tuning job: examples → candidate version → promotion if it is not worse.
+"""The fine-tuning job: examples → candidate version → promotion if the evidence allows it.
 
 :func:`fine_tune` holds the project's training lock, splits the examples deterministically into
-training and held-out sets, measures NoC@85/90 of the current version on the held-out examples,
-fine-tunes from the current version (:func:`fcanet_core.training.finetune.fine_tune`: click loss, simulated
-and iterative clicks), measures the candidate, stores it as an immutable version and promotes it
-only if neither NoC got worse and the current version did not change meanwhile. Nothing outside
+training and held-out sets, measures the current version on the held-out examples (and the
+bundled model on its guard set), fine-tunes from the current version
+(:func:`fcanet_core.training.finetune.fine_tune`: click loss, simulated and iterative clicks),
+measures the candidate on both, stores it as an immutable version with the gate's evidence and
+promotes it when the rule of :mod:`backend.learning.evidence` says so and the current version did
+not change meanwhile. Nothing outside
 the run folder is written before the candidate is complete, so a crash leaves the current model
 untouched. A run that finds no example added or changed since the project's last completed run
 (whatever its reason: a Start Training right after an automatic trigger) is skipped instead of
@@ -36,7 +38,7 @@ from ..inference.queueing import redis_connection
 from ..labelstudio.annotations import project_key
 from ..storage.examples import Example
 from ..storage.registry import ModelRegistry, RegistryError, utc_now
-from .gate import evaluate_model, not_worse, snapshot, split_examples
+from .gate import evaluate_model, gate_evidence, gate_rule, guard_dir, snapshot, split_examples, without_scores
 from .lock import training_lock
 from .state import example_store, load_state, new_examples, pending_key, save_state, training_dir
 from .status import Reason, RunStatus
@@ -49,7 +51,9 @@ def fine_tune(project: str, reason: str, settings: Settings | None = None) -> di
 
     Returns:
         A summary: ``status`` (``promoted``, ``rejected`` or ``skipped``), ``version``, ``parent``,
-        ``metrics`` (``before``/``after`` on the held-out examples), example counts, seconds.
+        ``metrics`` (``before``/``after`` on the held-out examples), ``gate`` (the evidence: both
+        models' numbers on the project and the guard set, the verdict and why), example counts,
+        seconds.
     """
     settings = settings or get_settings()
     project = project_key(project)
@@ -110,17 +114,25 @@ class _FineTune:
         if not train_set or not holdout:
             return self._skip("examples changed while snapshotting; nothing left on one side", len(examples), 0)
         parent = self.registry.current()
-        parent_model = load_model(parent.checkpoint, device)
+        rule = gate_rule(self.cfg)
         eval_samples = load_samples(run_dir / "holdout")
-        before = evaluate_model(parent_model, eval_samples, self.settings, device, self.cfg.eval_max_clicks)
+        guard = load_samples(guard_dir(self.cfg))
+        bundled = self.registry.default
+        parent_model = load_model(parent.checkpoint, device)
+        before = evaluate_model(parent_model, eval_samples, self.settings, device, self.cfg.eval_max_clicks, rule.clicks)
+        guard_model = parent_model if parent.name == bundled.name else load_model(bundled.checkpoint, device)
+        guard_before = evaluate_model(guard_model, guard, self.settings, device, rule.clicks, rule.clicks)
         scale = model_input_short_side(parent_model)  # the candidate sees images at its parent's scale
         config = self._config(parent_model.arch, run_dir, scale, parent.name)
-        del parent_model
+        del parent_model, guard_model
         tuned = fine_tune_model(config, run_dir / "run", parent.checkpoint, device)
         model = tuned.model
         model.meta = {"input_short_side": scale}
-        after = evaluate_model(model, eval_samples, self.settings, device, self.cfg.eval_max_clicks)
-        accepted = not_worse(before, after)
+        after = evaluate_model(model, eval_samples, self.settings, device, self.cfg.eval_max_clicks, rule.clicks)
+        guard_after = evaluate_model(model, guard, self.settings, device, rule.clicks, rule.clicks)
+        gate = gate_evidence(rule, (before, after), (guard_before, guard_after),
+                             {"dir": str(guard_dir(self.cfg)), "baseline": bundled.name})
+        before, after = without_scores(before), without_scores(after)
         name = self.registry.new_name(config.arch, self.project)
         recipe = {k: v for k, v in asdict(config).items() if k not in ("train_dirs", "eval_dir", "extra")}
         self.registry.add_candidate(
@@ -128,13 +140,15 @@ class _FineTune:
             data={"project": self.project, "train_examples": len(train_set), "holdout_examples": len(holdout),
                   "train_keys": [e.key for e in train_set], "holdout_keys": [e.key for e in holdout]},
             metrics={**after, "dataset": f"project {self.project} held-out examples",
-                     "baseline": {"version": parent.name, **before}},
+                     "baseline": {"version": parent.name, **before}, "gate": gate},
             recipe={**recipe, "reason": reason.value, "device": device},
-            extra={"accepted": accepted, "input_short_side": scale, "steps": tuned.steps,
+            extra={"accepted": gate["promote"], "input_short_side": scale, "steps": tuned.steps,
                    "train_seconds": round(tuned.train_seconds, 1)})
-        status = self._promote(name, parent.name, lost) if accepted else RunStatus.REJECTED
+        if not gate["promote"]:
+            logger.warning("candidate rejected: %s", gate["why"], extra={"project": self.project, "model_version": name})
+        status = self._promote(name, parent.name, lost) if gate["promote"] else RunStatus.REJECTED
         summary = {"project": self.project, "status": status, "reason": reason, "version": name,
-                   "parent": parent.name, "metrics": {"before": before, "after": after},
+                   "parent": parent.name, "metrics": {"before": before, "after": after}, "gate": gate,
                    "train_examples": len(train_set), "holdout_examples": len(holdout),
                    "seconds": round(time.monotonic() - started, 1), "finished": utc_now()}
         kept = {e.key for e in (*train_set, *holdout)}

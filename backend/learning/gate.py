@@ -1,18 +1,23 @@
-"""The promotion gate: a deterministic held-out split, snapshots of the examples and NoC@85/90."""
+"""The promotion gate's measurements: a deterministic held-out split, snapshots of the examples,
+robot-user scores per example (mean IoU over the first clicks, NoC@85/90 beside) and the guard set
+that travels with the bundled model. The rule itself is :mod:`backend.learning.evidence`."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import asdict
 import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from fcanet_core import Predictor
+from fcanet_core.modeling.checkpoint import DEFAULT_CHECKPOINT
 from fcanet_core.evaluate import evaluate
 
-from ..config import Settings
+from ..config import LearningConfig, Settings
 from ..storage.examples import Example
+from .evidence import GateRule, compare, decide, example_score
 
 logger = logging.getLogger(__name__)
 
@@ -61,16 +66,55 @@ def snapshot(examples: Sequence[Example], folder: Path) -> list[Example]:
     return kept
 
 
-def not_worse(before: Mapping[str, float], after: Mapping[str, float]) -> bool:
-    """The promotion rule: the candidate needs no more clicks than the current version at IoU 0.85
-    and at 0.90 (mean NoC on the same held-out examples)."""
-    return after["noc85"] <= before["noc85"] and after["noc90"] <= before["noc90"]
+#: The forgetting guard bundled with the default model (``scripts/make_guard_set.py``).
+BUNDLED_GUARD = DEFAULT_CHECKPOINT.parent / "guard"
 
 
-def evaluate_model(model: Any, samples: Sequence[Any], settings: Settings, device: str, max_clicks: int) -> dict:
-    """NoC@85/90 with the robot user, predicting the way the backend serves (SIS, zoom-in, short side)."""
+def gate_rule(cfg: LearningConfig) -> GateRule:
+    """The promotion rule with the numbers of ``Settings.learning``."""
+    return GateRule(clicks=cfg.gate_clicks, confidence=cfg.gate_confidence, margin=cfg.gate_margin,
+                    guard_margin=cfg.guard_margin, seed=cfg.seed)
+
+
+def guard_dir(cfg: LearningConfig) -> Path:
+    """The guard set's ``index.csv`` folder: ``GUARD_DIR`` or the bundled one."""
+    return Path(cfg.guard_dir) if cfg.guard_dir else BUNDLED_GUARD
+
+
+def evaluate_model(model: Any, samples: Sequence[Any], settings: Settings, device: str, max_clicks: int,
+                   score_clicks: int = 1) -> dict:
+    """Robot-user measurements, predicting the way the backend serves (SIS, zoom-in, short side).
+
+    Returns:
+        ``n``, ``noc85``, ``noc90`` (capped at ``max_clicks``), ``miou_1``, ``miou_k`` (mean IoU over
+        the first ``score_clicks`` clicks), ``clicks`` (``score_clicks``), ``spc`` and ``scores``:
+        each sample's mean IoU over its first ``score_clicks`` clicks, in the order of ``samples``.
+    """
     predictor = Predictor(model, device=device, sis=settings.sis, zoom_in=settings.zoom_in,
                           short_side=settings.short_side)
     result = evaluate(predictor, samples, max_clicks)
+    scores = [example_score(inst.ious, score_clicks) for inst in result.instances]
     return {"n": result.n, "noc85": result.noc85, "noc90": result.noc90, "miou_1": result.miou_curve[0],
-            "spc": result.spc}
+            "miou_k": float(sum(scores) / len(scores)), "clicks": score_clicks, "spc": result.spc,
+            "scores": scores}
+
+
+def without_scores(measurement: dict) -> dict:
+    """A measurement of :func:`evaluate_model` without its per-example scores, rounded for display."""
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in measurement.items() if k != "scores"}
+
+
+def gate_evidence(rule: GateRule, project: tuple[dict, dict], guard: tuple[dict, dict], guard_set: dict) -> dict:
+    """The decision and its evidence from (current, candidate) measurements of :func:`evaluate_model`
+    on the project's held-out examples and on the guard set (``guard_set``: where it is, its baseline).
+
+    Returns:
+        ``promote``, ``verdict``, ``why``, ``rule``, ``project`` and ``guard`` (paired comparisons:
+        n, both means, gain, bounds) and ``guard_set`` (with both models' guard measurements).
+    """
+    project_gain = compare(project[0]["scores"], project[1]["scores"], rule)
+    guard_gain = compare(guard[0]["scores"], guard[1]["scores"], rule)
+    decision = decide(project_gain, guard_gain, rule)
+    return {"promote": decision.promote, "verdict": decision.verdict.value, "why": decision.why,
+            "rule": asdict(rule), "project": project_gain.to_dict(), "guard": guard_gain.to_dict(),
+            "guard_set": {**guard_set, "before": without_scores(guard[0]), "after": without_scores(guard[1])}}

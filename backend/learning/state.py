@@ -40,6 +40,17 @@ def save_state(settings: Settings, project: str, trained: Sequence[Example], las
                       {"trained": {e.key: e.revision for e in trained}, "last_run": last_run})
 
 
+def last_decision(settings: Settings, project: str) -> dict | None:
+    """The project's last completed fine-tuning in brief: status, candidate, parent, the gate's
+    verdict and why (``None`` before the first)."""
+    run = load_state(settings, project).get("last_run")
+    if not run:
+        return None
+    gate = run.get("gate") or {}
+    return {"status": run.get("status"), "version": run.get("version"), "parent": run.get("parent"),
+            "finished": run.get("finished"), "verdict": gate.get("verdict"), "why": gate.get("why", run.get("why"))}
+
+
 def new_examples(examples: Sequence[Example], state: dict) -> list[Example]:
     """Examples added or changed since the last completed fine-tuning."""
     trained = state.get("trained") or {}

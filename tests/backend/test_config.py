@@ -82,3 +82,9 @@ def test_get_settings_reads_the_environment_once(monkeypatch):
     first = get_settings()
     monkeypatch.setenv("MODEL_DIR", "/srv/second")
     assert get_settings() is first and first.model_dir == "/srv/first"
+    gate = LearningConfig.from_env({"GATE_CLICKS": "3", "GATE_CONFIDENCE": "0.9", "GATE_MARGIN": "0.02",
+                                    "GUARD_MARGIN": "0.05", "GUARD_DIR": "/data/guard"})
+    assert (gate.gate_clicks, gate.gate_confidence, gate.gate_margin, gate.guard_margin, gate.guard_dir) == (
+        3, 0.9, 0.02, 0.05, "/data/guard")
+    with pytest.raises(ValueError, match="GATE_CONFIDENCE"):
+        LearningConfig.from_env({"GATE_CONFIDENCE": "1.2"})

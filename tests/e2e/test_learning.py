@@ -3,8 +3,9 @@
 Annotations saved through Label Studio's API reach the example store through Label Studio's own
 webhook; the Start Training button (``POST /api/ml/{id}/train``) runs a fine-tuning job on a
 training worker; once the candidate is promoted, the predictions Label Studio shows carry the new
-model version. The training worker uses a seconds-long recipe with one robot click per held-out
-example, so the promotion gate always passes (its decision rule is covered by the backend tests).
+model version. The training worker uses a seconds-long recipe with one robot click per example and
+margins of a whole IoU, so the promotion gate always passes (its decision rule, and the rejection
+of candidates trained on wrong masks, are covered by the backend tests).
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ pytestmark = pytest.mark.e2e
 
 IMAGES = ("teddy", "banana1", "elefant")
 FAST_RECIPE = {"FINETUNE_STEPS": "2", "FINETUNE_BATCH_SIZE": "2", "FINETUNE_CROP": "64", "EVAL_MAX_CLICKS": "1",
-               "MIN_TRAIN_EXAMPLES": "2", "TRAIN_LOCK_TTL": "10"}
+               "GATE_CLICKS": "1", "GATE_MARGIN": "1", "GUARD_MARGIN": "1", "MIN_TRAIN_EXAMPLES": "2",
+               "TRAIN_LOCK_TTL": "10"}
 TIMEOUT_S = 300.0
 
 

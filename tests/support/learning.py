@@ -18,10 +18,12 @@ from backend.storage.examples import ExampleStore
 from backend.web.app import create_app
 
 PROJECT = "9"
-#: A recipe that trains in seconds; one robot click per held-out example makes the promotion gate
-#: always pass (NoC is 1 for every model), so tests that need a promotion get one.
+#: A recipe that trains in seconds; one robot click per example, and margins of a whole IoU make
+#: the promotion gate pass whatever a random-weights model does on one held-out example (too few
+#: for a confident call), so tests that need a promotion get one.
 FAST = {"FINETUNE_STEPS": "2", "FINETUNE_BATCH_SIZE": "2", "FINETUNE_CROP": "48", "EVAL_MAX_CLICKS": "1",
-        "MIN_TRAIN_EXAMPLES": "2", "TRAIN_LOCK_TTL": "2", "TRAIN_JOB_TIMEOUT": "300", "TRAIN_EVERY_N_EXAMPLES": "50"}
+        "GATE_CLICKS": "1", "GATE_MARGIN": "1", "GUARD_MARGIN": "1",
+        "MIN_TRAIN_EXAMPLES": "2", "TRAIN_LOCK_TTL": "5", "TRAIN_JOB_TIMEOUT": "300", "TRAIN_EVERY_N_EXAMPLES": "50"}
 
 
 def annotation_payload(capture: Callable, ls_files, pair: tuple[np.ndarray, np.ndarray], annotation_id: int,

@@ -1,8 +1,11 @@
 """The fine-tuning job with real Redis and workers: coalesced requests, promotion, a killed trainer, the time budget."""
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -32,13 +35,15 @@ def test_start_training_coalesces_and_promotes_the_candidate(
     job = wait_job(connection, first["job_id"])
     assert job.get_status() == JobStatus.FINISHED, job.latest_result().exc_string
     summary = job.return_value()
-    assert summary["status"] == "promoted" and summary["parent"] == "tiny-lite0"
+    assert summary["status"] == "promoted" and summary["parent"] == "tiny-lite0", summary["gate"]["why"]
+    assert summary["gate"]["promote"] and summary["gate"]["guard"]["n"] == 24
     assert summary["train_examples"] + summary["holdout_examples"] == 4
     registry = ModelRegistry(model_dir, str(tiny_checkpoint))
     assert registry.current().name == summary["version"]
     meta = registry.metadata(summary["version"])
     assert meta["parent"] == "tiny-lite0" and meta["accepted"] is True
     assert meta["metrics"]["baseline"]["noc90"] == summary["metrics"]["before"]["noc90"]
+    assert meta["metrics"]["gate"] == summary["gate"] and "scores" not in meta["metrics"]
     assert sorted(meta["data"]["train_keys"] + meta["data"]["holdout_keys"]) == ["1-0", "2-0", "3-0", "4-0"]
     assert meta["recipe"]["max_steps"] == 2 and meta["recipe"]["reason"] == "start_training"
     scale = model_input_short_side(load_model(tiny_checkpoint))
@@ -49,6 +54,7 @@ def test_start_training_coalesces_and_promotes_the_candidate(
     assert not any((model_dir / "training" / PROJECT / "runs").iterdir())
     again = post(client, start)
     assert again["status"] == "queued", "a finished job no longer absorbs new requests"
+    assert again["last_run"]["version"] == summary["version"] and again["last_run"]["why"] == summary["gate"]["why"]
     rerun = wait_job(connection, again["job_id"]).return_value()
     assert (rerun["status"], rerun["new_examples"]) == ("skipped", 0), "nothing new: no second training"
     assert registry.current().name == summary["version"]
@@ -100,3 +106,18 @@ def test_time_budget_ends_the_run_early_and_still_yields_a_candidate(
     meta = ModelRegistry(env["MODEL_DIR"], str(tiny_checkpoint)).metadata(summary["version"])
     assert summary["status"] == "promoted" and meta["recipe"]["time_budget_s"] == 0.01
     assert 1 <= meta["steps"] < 100000, "the budget, not the step count, ended the run"
+
+
+def test_versions_list_shows_the_gate_decision(make_settings, env, horses, tiny_checkpoint) -> None:
+    settings = make_settings(**env, REDIS_URL=None)
+    put_examples(Path(env["MODEL_DIR"]), horses[:3], [1, 2, 3])
+    summary = learning.fine_tune(PROJECT, "manual", settings)
+    listed = subprocess.run([sys.executable, "-m", "backend", "versions", "list"], env={**os.environ, **env},
+                            capture_output=True, text=True, timeout=120, check=True)
+    rows = {row["name"]: row for row in json.loads(listed.stdout)}
+    assert rows["tiny-lite0"]["decision"] is None
+    decision = rows[summary["version"]]["decision"]
+    assert decision == {"promote": True, "verdict": "inconclusive", "why": summary["gate"]["why"]}
+    gate = rows[summary["version"]]["metrics"]["gate"]
+    assert gate["project"]["n"] == summary["holdout_examples"] and gate["guard"]["n"] == 24
+    assert {"noc85", "noc90", "miou_1", "miou_k"} <= set(gate["guard_set"]["before"]) and "not worse" in decision["why"]

@@ -1,9 +1,9 @@
-"""The promotion gate: the held-out split and the promotion rule."""
+"""The promotion gate: the held-out split (the rule itself: test_evidence.py)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from backend.learning import not_worse, split_examples
+from backend.learning import split_examples
 from backend.storage.examples import ExampleStore
 from tests.support.learning import PROJECT, put_examples
 
@@ -21,10 +21,3 @@ def test_split_is_deterministic_by_annotation_and_stable_as_data_grows(tmp_path:
     assert {e.key for e in fewer_train} <= {e.key for e in train}
     two_train, two_held = split_examples(examples[:2], 0.2)
     assert len(two_train) == len(two_held) == 1
-
-
-def test_promotion_rule_needs_both_nocs_not_worse() -> None:
-    assert not_worse({"noc85": 3.0, "noc90": 5.0}, {"noc85": 3.0, "noc90": 5.0})
-    assert not_worse({"noc85": 3.0, "noc90": 5.0}, {"noc85": 2.0, "noc90": 4.5})
-    assert not not_worse({"noc85": 3.0, "noc90": 5.0}, {"noc85": 2.0, "noc90": 5.1})
-    assert not not_worse({"noc85": 3.0, "noc90": 5.0}, {"noc85": 3.5, "noc90": 4.0})
