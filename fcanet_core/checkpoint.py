@@ -23,14 +23,15 @@ import torch
 from torch import nn
 
 from .atomic import atomic_write
+from .bundled import bundled_model_path
 from .model import MODEL_BUILDERS, FCANet, build_model
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "fcanet_core.checkpoint"
 FORMAT_VERSION = 1
-#: The bundled default model (the trained ``lite0``), shipped beside the package.
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "models" / "fcanet_lite0.pt"
+#: The bundled default model (the trained ``lite0``), shipped with the package.
+DEFAULT_CHECKPOINT = bundled_model_path()
 
 #: Keys that only one official backbone has.
 _SIGNATURE_KEYS = {
