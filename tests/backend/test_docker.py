@@ -188,3 +188,15 @@ def test_dockerignore_check_itself() -> None:
     assert not _ignored("models/keep.tmp", patterns)
     assert not _ignored("backend/app.py", patterns)
     assert not _ignored("models/fcanet_lite0.pt", patterns)
+
+
+def test_web_serving_knobs_have_one_default(compose: dict) -> None:
+    """The images, the compose file and scripts/serve.sh all run ``python -m backend serve`` with no
+    knob of their own, so THREADS, WORKERS and PORT take backend/config.py's defaults everywhere."""
+    web = _argv(compose["services"]["web"]["command"])
+    cpu_cmd = [args for keyword, args in _dockerfile_instructions(DOCKER_DIR / "Dockerfile.cpu") if keyword == "CMD"]
+    assert web == _argv(cpu_cmd[-1]) == ["python", "-m", "backend", "serve"]
+    serve_sh = (REPO_ROOT / "scripts" / "serve.sh").read_text()
+    assert re.search(r'"\$PY" -m backend serve --host "\$HOST" --port "\$PORT" &', serve_sh)
+    assert "THREADS" not in serve_sh.replace("TORCH_THREADS", "")
+    assert {"THREADS", "WORKERS"} <= set(compose["services"]["web"]["environment"])
