@@ -1,4 +1,6 @@
-"""WSGI entry point for gunicorn: ``gunicorn --worker-class gthread --threads 32 backend._wsgi:app``.
+"""WSGI entry point for gunicorn, which ``python -m backend serve`` runs with the serving defaults
+(``WORKERS``, ``THREADS``, ``PORT`` in :mod:`backend.config`); by hand: ``gunicorn --workers 1
+--threads 32 backend._wsgi:app`` (``--threads`` as ``THREADS``).
 
 Settings come from the environment (:mod:`backend.config`). Do not use ``--preload`` with a GPU:
 CUDA cannot be used in a process forked after it was initialised.

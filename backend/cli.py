@@ -200,9 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the web process (Label Studio ML backend API)")
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
-    serve.add_argument("--port", type=int, help="port (default $PORT or 9090)")
-    serve.add_argument("--workers", type=int, help="gunicorn worker processes (default $WORKERS or 1)")
-    serve.add_argument("--threads", type=int, help="threads per worker process (default $THREADS, 32)")
+    serve.add_argument("--port", type=int, help=f"port (default $PORT or {Settings.port})")
+    serve.add_argument("--workers", type=int, help=f"gunicorn worker processes (default $WORKERS or {Settings.workers})")
+    serve.add_argument("--threads", type=int, help=f"threads per worker process (default $THREADS or {Settings.threads})")
     serve.add_argument("--dev", action="store_true", help="use Flask's development server")
     serve.set_defaults(func=_serve)
 

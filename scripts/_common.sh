@@ -7,17 +7,25 @@ PY="$VENV_DIR/bin/python"
 
 log() { echo "[$(basename "$0")] $*" >&2; }
 
-# Create the virtualenv if needed and install requirements.txt when it changed since the last install.
+# Create the virtualenv if needed and install the dependencies (pyproject.toml's, plus the extras
+# named as arguments, pinned by constraints.txt) when those files changed since the last install.
+# The project itself is not installed: the scripts run it from the checkout. With TORCH_INDEX set
+# (e.g. https://download.pytorch.org/whl/cpu), torch comes from that index.
 ensure_venv() {
     if [ ! -x "$PY" ]; then
         log "creating $VENV_DIR"
         "${PYTHON:-python3}" -m venv "$VENV_DIR"
     fi
-    local stamp="$VENV_DIR/.requirements.sha256" want
-    want="$(sha256sum requirements.txt | cut -d' ' -f1)"
+    local name="${*:-runtime}"
+    local stamp="$VENV_DIR/.requirements-${name// /-}.sha256" want
+    want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        log "installing requirements.txt into $VENV_DIR"
-        "$PY" -m pip install --quiet -r requirements.txt
+        log "installing the dependencies ($name) into $VENV_DIR"
+        if [ -n "${TORCH_INDEX:-}" ]; then
+            "$PY" -m pip install --quiet --index-url "$TORCH_INDEX" -c constraints.txt torch
+        fi
+        "$PY" scripts/dependencies.py "$@" > "$VENV_DIR/.requirements-$name.txt"
+        "$PY" -m pip install --quiet -c constraints.txt -r "$VENV_DIR/.requirements-$name.txt"
         echo "$want" > "$stamp"
     fi
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start the backend on a fresh machine with one command:  bash scripts/serve.sh
 #
-# Creates .venv and installs requirements.txt (when changed). Then, for inference:
+# Creates .venv and installs the runtime dependencies (pyproject.toml, pinned by constraints.txt;
+# when changed). Then, for inference:
 #   - a Redis answers at REDIS_URL (default redis://127.0.0.1:6379/0): use it;
 #   - else redis-server is installed: start one on that port (no persistence) for this run;
 #   - else: no queue, inference runs inside the web process.

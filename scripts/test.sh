@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the whole test suite on a fresh machine with one command:  bash scripts/test.sh [pytest args]
 #
-# Creates .venv and installs requirements.txt (when changed), makes sure a Redis answers on
+# Creates .venv and installs the dependencies with the test extras (pyproject.toml, pinned by
+# constraints.txt; when changed), makes sure a Redis answers on
 # 127.0.0.1:6379 (installs redis-server with apt-get and starts it when missing), installs
 # Label Studio for the end-to-end tests into .cache/label-studio-venv (reused when present),
 # then runs pytest over tests/ (or over the given pytest arguments). Needs the PyPI registry (and Debian's for redis-server) on a first run.
@@ -11,7 +12,7 @@ source scripts/_common.sh
 
 REDIS_URL_TEST="redis://127.0.0.1:6379"
 
-ensure_venv
+ensure_venv test cvat
 
 if ! redis_answers "$REDIS_URL_TEST"; then
     if ! command -v redis-server >/dev/null; then

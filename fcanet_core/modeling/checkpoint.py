@@ -24,13 +24,14 @@ from torch import nn
 
 from ..atomic import atomic_write
 from . import MODEL_BUILDERS, FCANet, build_model
+from .bundled import bundled_model_path
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "fcanet_core.checkpoint"
 FORMAT_VERSION = 1
-#: The bundled default model (the trained ``lite0``), shipped beside the package.
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "models" / "fcanet_lite0.pt"
+#: The bundled default model (the trained ``lite0``), shipped with the package.
+DEFAULT_CHECKPOINT = bundled_model_path()
 
 #: Keys that only one official backbone has.
 _SIGNATURE_KEYS = {

@@ -169,10 +169,15 @@ def test_dockerfile_copy_sources_exist_and_are_not_dockerignored(dockerfile: Pat
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
-def test_dockerfiles_install_the_pinned_torch(dockerfile: Path) -> None:
-    pin = next(line.strip() for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
-               if line.startswith("torch=="))
-    assert pin in dockerfile.read_text()
+def test_dockerfiles_install_the_locked_torch_and_runtime_dependencies_only(dockerfile: Path) -> None:
+    lock = (REPO_ROOT / "constraints.txt").read_text().splitlines()
+    assert "torch==2.13.0" in lock
+    pip_lines = [args for keyword, args in _dockerfile_instructions(dockerfile) if keyword == "RUN" and "pip install" in args]
+    torch_install = next(args for args in pip_lines if re.search(r"-c constraints\.txt torch\b", args))
+    assert "TORCH_INDEX" in torch_install
+    dependencies = next(args for args in pip_lines if "scripts/dependencies.py" in args)
+    assert re.search(r"python scripts/dependencies\.py >", dependencies), "the images install no extras"
+    assert "-c constraints.txt -r requirements.txt" in dependencies
 
 
 def test_dockerignore_check_itself() -> None:
@@ -183,3 +188,15 @@ def test_dockerignore_check_itself() -> None:
     assert not _ignored("models/keep.tmp", patterns)
     assert not _ignored("backend/web/app.py", patterns)
     assert not _ignored("models/fcanet_lite0.pt", patterns)
+
+
+def test_web_serving_knobs_have_one_default(compose: dict) -> None:
+    """The images, the compose file and scripts/serve.sh all run ``python -m backend serve`` with no
+    knob of their own, so THREADS, WORKERS and PORT take backend/config.py's defaults everywhere."""
+    web = _argv(compose["services"]["web"]["command"])
+    cpu_cmd = [args for keyword, args in _dockerfile_instructions(DOCKER_DIR / "Dockerfile.cpu") if keyword == "CMD"]
+    assert web == _argv(cpu_cmd[-1]) == ["python", "-m", "backend", "serve"]
+    serve_sh = (REPO_ROOT / "scripts" / "serve.sh").read_text()
+    assert re.search(r'"\$PY" -m backend serve --host "\$HOST" --port "\$PORT" &', serve_sh)
+    assert "THREADS" not in serve_sh.replace("TORCH_THREADS", "")
+    assert {"THREADS", "WORKERS"} <= set(compose["services"]["web"]["environment"])
