@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from .autoannotate import annotate as autoannotate
 from .common.errors import BackendError
 from .common.logs import configure_logging
-from .config import get_settings
+from .config import Settings, get_settings
 from .inference.queueing import QUEUE_BATCH, QUEUE_INFERENCE, QUEUE_TRAINING, unavailable
 from .inference.worker import run_worker
 from .labelstudio.task_selection import TaskFilter
