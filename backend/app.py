@@ -15,8 +15,10 @@ or the worker lost 503, timeouts 504 (the image download or the click), anything
 
 ``/setup`` stores the hostname and token Label Studio sends per project. With ``LABEL_STUDIO_URL``
 set the hostname is not used; without it, a hostname whose host is not in ``ALLOWED_HOSTS`` is
-refused (403), and ``LABEL_STUDIO_API_KEY`` is never sent to it. A webhook that cannot be queued
-because Redis is down is written to the spool (:mod:`backend.spool`) and answered 202.
+refused (403), and ``LABEL_STUDIO_API_KEY`` is never sent to it. Every webhook that asks for work
+is written to the spool (:mod:`backend.spool`) before it is answered (507 when the disk cannot
+take it) and replayed until its jobs are done (:mod:`backend.learning.intake`); one that cannot be
+queued because Redis is down is answered 202.
 
 With ``BASIC_AUTH_USER`` and ``BASIC_AUTH_PASS`` set, every route requires HTTP basic auth with
 those credentials (set the same on the Label Studio model connection).
@@ -37,11 +39,11 @@ from .config import Settings
 from .errors import BackendError, BadRequest
 from .hosts import host_allowed
 from .labelstudio import Credentials
-from .learning import handle_event
+from .learning.intake import ReconcileThread, WebhookIntake
 from .metrics import Metrics
 from .model import FCANetBackend
-from .queueing import QueueUnavailable, make_runner
-from .spool import SpoolDrainer, WebhookSpool
+from .queueing import make_runner
+from .spool import WebhookSpool
 from .validation import json_object, predict_request, setup_request
 
 logger = logging.getLogger(__name__)
@@ -94,9 +96,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     runner = make_runner(settings)
     metrics = Metrics(runner)
     setups = SetupCredentials()
-    spool = WebhookSpool(Path(settings.model_dir) / "spool")
-    if settings.queued:
-        SpoolDrainer(spool, lambda event, payload: handle_event(event, payload, settings)).start()
+    intake = WebhookIntake(WebhookSpool(Path(settings.model_dir) / "spool"), settings)
+    ReconcileThread(intake).start()
     app = Flask(__name__)
     app.config["FCANET_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
@@ -178,12 +179,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         event = body.pop("action", None)
         if not isinstance(event, str) or not event:
             raise BadRequest("missing field 'action' (the webhook event name)")
-        try:
-            result = backend().fit(event, body)
-        except QueueUnavailable:
-            spool.put(event, body)
-            return jsonify({"status": "spooled", "result": {"event": event, "status": "spooled"}}), 202
-        return jsonify({"status": "ok", "result": result}), 201
+        answer, status = intake.receive(event, body)
+        return jsonify(answer), status
 
     @app.get("/metrics")
     def metrics_route() -> Response:
