@@ -68,7 +68,8 @@ class InferenceEngine:
         started = time.perf_counter()
         model = load_model(version.checkpoint, self.device)
         predictor = Predictor(model, device=self.device, sis=self.settings.sis, zoom_in=self.settings.zoom_in,
-                              short_side=self.settings.short_side)
+                              short_side=self.settings.short_side,
+                              max_long_side=self.settings.max_long_side or None)
         logger.info("model loaded", extra={"model_version": version.name, "arch": model.arch, "device": self.device,
                                            "load_s": round(time.perf_counter() - started, 3)})
         return version, predictor
@@ -136,7 +137,7 @@ def get_engine(settings: Settings) -> InferenceEngine:
     applies ``TORCH_THREADS`` first."""
     apply_torch_threads(settings)
     key = (settings.model_dir, settings.fcanet_checkpoint, settings.device, settings.sis, settings.zoom_in,
-           settings.short_side)
+           settings.short_side, settings.max_long_side)
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
