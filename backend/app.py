@@ -13,7 +13,8 @@ wrong type or missing 400, bad credentials 401, image problems 4xx (403 host/pat
 or the worker lost 503, timeouts 504 (the image download or the click), anything unexpected 500
 (logged with its traceback; the answer names only the request id).
 
-``/setup`` stores the hostname and token Label Studio sends per project. With ``LABEL_STUDIO_URL``
+``/setup`` stores the hostname and token Label Studio sends per project, for every web process
+of the ``MODEL_DIR`` (:mod:`backend.setup_credentials`). With ``LABEL_STUDIO_URL``
 set the hostname is not used; without it, a hostname whose host is not in ``ALLOWED_HOSTS`` is
 refused (403), and ``LABEL_STUDIO_API_KEY`` is never sent to it. Every webhook that asks for work
 is written to the spool (:mod:`backend.spool`) before it is answered (507 when the disk cannot
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -43,6 +43,8 @@ from .learning.intake import ReconcileThread, WebhookIntake
 from .metrics import Metrics
 from .model import FCANetBackend
 from .queueing import make_runner
+from .registry import RegistryError
+from .setup_credentials import SetupCredentials
 from .spool import WebhookSpool
 from .validation import json_object, predict_request, setup_request
 
@@ -50,23 +52,6 @@ logger = logging.getLogger(__name__)
 
 #: Routes logged at debug level only (Label Studio and Prometheus poll them).
 QUIET_ROUTES = ("/", "/health", "/metrics")
-
-
-class SetupCredentials:
-    """The Label Studio hostname and token each project sent to ``/setup`` (in memory)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_project: dict[str, Credentials] = {}
-
-    def remember(self, project: str | None, hostname: str | None, token: str | None) -> None:
-        if project and (hostname or token):
-            with self._lock:
-                self._by_project[project] = Credentials(hostname.rstrip("/") if hostname else None, token)
-
-    def get(self, project: str | None) -> Credentials | None:
-        with self._lock:
-            return self._by_project.get(project) if project else None
 
 
 def _json_body() -> dict:
@@ -95,7 +80,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     runner = make_runner(settings)
     metrics = Metrics(runner)
-    setups = SetupCredentials()
+    setups = SetupCredentials(settings.model_dir)
     intake = WebhookIntake(WebhookSpool(Path(settings.model_dir) / "spool"), settings)
     ReconcileThread(intake).start()
     app = Flask(__name__)
@@ -154,9 +139,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.get("/")
     @app.get("/health")
     def health() -> tuple[Response, int]:
-        queue = runner.queue_state()
+        try:
+            queue = runner.queue_state()
+            version = runner.model_version
+        except Exception as exc:  # noqa: BLE001 - /health tells DOWN whatever broke
+            logger.exception("health check failed", extra={"request_id": g.get("request_id")})
+            detail = exc.detail if isinstance(exc, BackendError) else (
+                str(exc) if isinstance(exc, RegistryError) else
+                f"internal error (request {g.get('request_id')}): the backend's log has the details")
+            queue, version = {"up": False, "detail": detail}, None
         answer = {"status": "UP" if queue.pop("up") else "DOWN", "model_class": FCANetBackend.__name__,
-                  "model_version": runner.model_version, "inference": "queue" if settings.queued else "in-process",
+                  "model_version": version, "inference": "queue" if settings.queued else "in-process",
                   **queue}
         return jsonify(answer), 200 if answer["status"] == "UP" else 503
 
@@ -193,7 +186,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def _authorized(settings: Settings) -> bool:
-    auth = request.authorization
+    try:
+        auth = request.authorization
+    except (ValueError, UnicodeError):                # bytes no client sends for basic auth: refused
+        return False
     if auth is None or auth.type != "basic":
         return False
     user_ok = hmac.compare_digest((auth.username or "").encode(), (settings.basic_auth_user or "").encode())

@@ -9,6 +9,7 @@ serialised by a lock, so gunicorn threads may share the engine.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Sequence
@@ -58,6 +59,7 @@ class InferenceEngine:
         self._reload_lock = threading.Lock()
         self._previous: LRUCache[np.ndarray] = LRUCache(PREVIOUS_MASKS if settings.zoom_in else 0)
         self._version, self._predictor = self._load(self.registry.current())
+        self._unloadable: tuple | None = None
 
     @property
     def model_version(self) -> str:
@@ -77,17 +79,22 @@ class InferenceEngine:
     def reload_if_changed(self) -> bool:
         """Load the registry's current version if it is not the one in use; True when swapped.
 
-        A registry or checkpoint that cannot be read is logged and the old model keeps serving.
+        A registry or checkpoint that cannot be read is logged and the old model keeps serving; a
+        checkpoint that failed is not read again until the pointer or the file changes.
         """
         with self._reload_lock:
+            current = None
             try:
                 current = self.registry.current()
-                if current.name == self._version.name:
+                if current.name == self._version.name or self._unloadable == _identity(current):
                     return False
                 loaded = self._load(current)
-            except (OSError, ValueError, RuntimeError):
+            except Exception:  # noqa: BLE001 - whatever the file holds, the old model keeps serving
+                if current is not None:
+                    self._unloadable = _identity(current)   # not read again before it changes
                 logger.exception("cannot load the registry's current model version; keeping the old one",
-                                 extra={"model_version": self._version.name})
+                                 extra={"model_version": self._version.name,
+                                        "current": current.name if current else None})
                 return False
             with self._lock:
                 old = self._version.name
@@ -120,6 +127,14 @@ class InferenceEngine:
             self._previous.put((image_key, tuple(clicks)), mask)
         score = float(prob[mask > 0].mean()) if mask.any() else 0.0
         return mask, score
+
+
+def _identity(version: ModelVersion) -> tuple:
+    """A version's name and its checkpoint file's modification time (``None`` when unreadable)."""
+    try:
+        return version.name, os.stat(version.checkpoint).st_mtime_ns
+    except OSError:
+        return version.name, None
 
 
 _ENGINES: dict[tuple, InferenceEngine] = {}

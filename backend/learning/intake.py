@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -192,6 +193,8 @@ class WebhookIntake:
 class ReconcileThread:
     """A daemon thread that runs :meth:`WebhookIntake.reconcile` every ``every_s`` seconds."""
 
+    _started: "weakref.WeakSet[ReconcileThread]" = weakref.WeakSet()
+
     def __init__(self, intake: WebhookIntake, every_s: float = RECONCILE_EVERY_S) -> None:
         self.intake, self.every_s = intake, every_s
         self._stop = threading.Event()
@@ -199,10 +202,18 @@ class ReconcileThread:
 
     def start(self) -> "ReconcileThread":
         self._thread.start()
+        ReconcileThread._started.add(self)
         return self
 
     def stop(self) -> None:
         self._stop.set()
+
+    @classmethod
+    def stop_all(cls) -> None:
+        """Stop the threads of every app this process created (a process that makes apps one
+        after the other, as the tests do, so an old app's spool is not replayed into a new Redis db)."""
+        for thread in list(cls._started):
+            thread.stop()
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):

@@ -54,6 +54,7 @@ import fcanet_core
 from backend.bench.harness import (REDIS_OWNER_KEY, ManagedProcess, claim_redis_db, release_redis_db,
                                    worker_process)
 from backend.config import Settings
+from backend.learning.intake import ReconcileThread
 from tests.backend.faults import full_disk_at, private_redis  # noqa: F401 (fixtures of the fault tests)
 
 LEGACY_TOKEN = "0123456789abcdef0123456789abcdef01234567"
@@ -227,6 +228,13 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 torch.nn.init.kaiming_normal_(param, generator=generator)
     return fcanet_core.save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-lite0.pt", model, "lite0",
                                        {"version": "tiny-lite0"})
+
+
+@pytest.fixture(autouse=True)
+def _stop_spool_replay() -> Iterator[None]:
+    """Apps made by a test stop replaying their spool when it ends (their Redis db is emptied)."""
+    yield
+    ReconcileThread.stop_all()
 
 
 @pytest.fixture(scope="session")

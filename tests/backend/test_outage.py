@@ -1,7 +1,7 @@
 """Redis outages: ``/health`` tells, and webhooks accepted meanwhile are collected once Redis is back.
 
 A private ``redis-server`` on a free port (no persistence) is killed and started again by the
-tests; the app is served over real HTTP with its spool drainer running, and a real worker process
+tests; the app is served over real HTTP with its spool replay running, and a real worker process
 collects the spooled annotation after the restart.
 """
 from __future__ import annotations
