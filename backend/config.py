@@ -136,6 +136,11 @@ class Settings:
     #: FCANET_SHORT_SIDE: the network sees the image with this short side; unset = the model's own
     #: (512 for the official networks, 352 for the bundled lite0); smaller is faster and coarser.
     short_side: int | None = None
+    #: FCANET_MAX_LONG_SIDE: the network input's long side is at most this many pixels, whatever
+    #: the aspect ratio (a 20000x1 frame is not blown up to gigapixels); 0 = no bound.
+    max_long_side: int = 2048
+    #: MAX_CLICKS: most clicks (keypoints) one request may carry (400 beyond).
+    max_clicks: int = 100
     #: LOCAL_FILES_DOCUMENT_ROOT: read /data/local-files/?d=... from this folder instead of over HTTP.
     local_files_document_root: str | None = None
     #: ALLOWED_HOSTS: extra hosts images may come from (comma separated, "host" or "host:port",
@@ -158,6 +163,9 @@ class Settings:
     verify_ssl: bool = True
     #: PREDICT_TIMEOUT: seconds the web process waits for a click's answer (queued or in-process).
     predict_timeout: float = 60.0
+    #: PREDICT_REQUEST_TIMEOUT: seconds one ``/predict`` request may take in all, over every task
+    #: it carries (Label Studio gives up after 100 s); tasks left when it passes get no prediction.
+    predict_request_timeout: float = 90.0
     #: JOB_TIMEOUT: seconds a worker may spend on one inference job before it is stopped.
     job_timeout: int = 120
     #: WORKER_HEARTBEAT_TTL: a worker that has not sent a heartbeat for this many seconds is dead.
@@ -191,9 +199,13 @@ class Settings:
                 raise ValueError(f"{name.upper()} must be positive, got {getattr(self, name)}")
         if self.short_side is not None and self.short_side < 16:
             raise ValueError(f"FCANET_SHORT_SIDE must be at least 16, got {self.short_side}")
+        if self.max_long_side < 0:
+            raise ValueError(f"FCANET_MAX_LONG_SIDE must not be negative, got {self.max_long_side}")
+        if self.max_clicks < 1:
+            raise ValueError(f"MAX_CLICKS must be positive, got {self.max_clicks}")
         if self.torch_threads < 0:
             raise ValueError(f"TORCH_THREADS must not be negative, got {self.torch_threads}")
-        for name in ("download_timeout", "predict_timeout"):
+        for name in ("download_timeout", "predict_timeout", "predict_request_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.upper()} must be positive, got {getattr(self, name)}")
 
@@ -230,6 +242,8 @@ class Settings:
             "sis": get("FCANET_SIS", parse_bool),
             "zoom_in": get("FCANET_ZOOM_IN", parse_bool),
             "short_side": get("FCANET_SHORT_SIDE", int),
+            "max_long_side": get("FCANET_MAX_LONG_SIDE", int),
+            "max_clicks": get("MAX_CLICKS", int),
             "local_files_document_root": get("LOCAL_FILES_DOCUMENT_ROOT", str),
             "allowed_hosts": get("ALLOWED_HOSTS", _host_list),
             "max_image_bytes": get("MAX_IMAGE_BYTES", int),
@@ -240,6 +254,7 @@ class Settings:
             "max_request_bytes": get("MAX_REQUEST_BYTES", int),
             "verify_ssl": get("VERIFY_SSL", parse_bool),
             "predict_timeout": get("PREDICT_TIMEOUT", float),
+            "predict_request_timeout": get("PREDICT_REQUEST_TIMEOUT", float),
             "job_timeout": get("JOB_TIMEOUT", int),
             "worker_heartbeat_ttl": get("WORKER_HEARTBEAT_TTL", int),
             "train_every_n_examples": get("TRAIN_EVERY_N_EXAMPLES", int),

@@ -29,6 +29,7 @@ import binascii
 import json
 import logging
 import math
+import uuid
 from numbers import Real
 from typing import Any
 
@@ -167,7 +168,8 @@ class CvatInteractor:
             level = logging.WARNING if exc.status < 500 else logging.ERROR
             logger.log(level, "interaction refused", extra={"status": exc.status, "detail": exc.detail})
             return exc.status, json.dumps(exc.to_dict())
-        except Exception as exc:  # noqa: BLE001 (the function must answer, whatever failed)
-            logger.exception("interaction failed")
-            error = BackendError(f"unexpected error: {type(exc).__name__}: {exc}")
+        except Exception:  # noqa: BLE001 (the function must answer, whatever failed)
+            request_id = uuid.uuid4().hex[:12]
+            logger.exception("interaction failed", extra={"request_id": request_id})
+            error = BackendError(f"internal error (request {request_id}): the backend's log has the details")
             return error.status, json.dumps(error.to_dict())

@@ -9,6 +9,7 @@ serialised by a lock, so gunicorn threads may share the engine.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Sequence
@@ -58,6 +59,7 @@ class InferenceEngine:
         self._reload_lock = threading.Lock()
         self._previous: LRUCache[np.ndarray] = LRUCache(PREVIOUS_MASKS if settings.zoom_in else 0)
         self._version, self._predictor = self._load(self.registry.current())
+        self._unloadable: tuple | None = None
 
     @property
     def model_version(self) -> str:
@@ -68,7 +70,8 @@ class InferenceEngine:
         started = time.perf_counter()
         model = load_model(version.checkpoint, self.device)
         predictor = Predictor(model, device=self.device, sis=self.settings.sis, zoom_in=self.settings.zoom_in,
-                              short_side=self.settings.short_side)
+                              short_side=self.settings.short_side,
+                              max_long_side=self.settings.max_long_side or None)
         logger.info("model loaded", extra={"model_version": version.name, "arch": model.arch, "device": self.device,
                                            "load_s": round(time.perf_counter() - started, 3)})
         return version, predictor
@@ -76,17 +79,22 @@ class InferenceEngine:
     def reload_if_changed(self) -> bool:
         """Load the registry's current version if it is not the one in use; True when swapped.
 
-        A registry or checkpoint that cannot be read is logged and the old model keeps serving.
+        A registry or checkpoint that cannot be read is logged and the old model keeps serving; a
+        checkpoint that failed is not read again until the pointer or the file changes.
         """
         with self._reload_lock:
+            current = None
             try:
                 current = self.registry.current()
-                if current.name == self._version.name:
+                if current.name == self._version.name or self._unloadable == _identity(current):
                     return False
                 loaded = self._load(current)
-            except (OSError, ValueError, RuntimeError):
+            except Exception:  # noqa: BLE001 - whatever the file holds, the old model keeps serving
+                if current is not None:
+                    self._unloadable = _identity(current)   # not read again before it changes
                 logger.exception("cannot load the registry's current model version; keeping the old one",
-                                 extra={"model_version": self._version.name})
+                                 extra={"model_version": self._version.name,
+                                        "current": current.name if current else None})
                 return False
             with self._lock:
                 old = self._version.name
@@ -121,6 +129,14 @@ class InferenceEngine:
         return mask, score
 
 
+def _identity(version: ModelVersion) -> tuple:
+    """A version's name and its checkpoint file's modification time (``None`` when unreadable)."""
+    try:
+        return version.name, os.stat(version.checkpoint).st_mtime_ns
+    except OSError:
+        return version.name, None
+
+
 _ENGINES: dict[tuple, InferenceEngine] = {}
 _ENGINES_LOCK = threading.Lock()
 
@@ -136,7 +152,7 @@ def get_engine(settings: Settings) -> InferenceEngine:
     applies ``TORCH_THREADS`` first."""
     apply_torch_threads(settings)
     key = (settings.model_dir, settings.fcanet_checkpoint, settings.device, settings.sis, settings.zoom_in,
-           settings.short_side)
+           settings.short_side, settings.max_long_side)
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:

@@ -130,6 +130,7 @@ def run_segment_frame(request: FrameRequest, settings: Settings) -> dict:
         BackendError: image limits or decoding (413/422), clicks or box outside the image (400).
     """
     started = time.perf_counter()
+    check_click_count(request.clicks, settings.max_clicks)
     engine = get_engine(settings)
     image, digest = get_frame_decoder(settings).decode(request.image)
     height, width = image.shape[:2]
@@ -148,6 +149,14 @@ def unpack_mask(result: dict) -> np.ndarray:
     height, width = result["height"], result["width"]
     bits = np.unpackbits(np.frombuffer(result["mask"], dtype=np.uint8), count=height * width)
     return bits.reshape(height, width)
+
+
+def check_click_count(clicks: tuple[Click, ...], max_clicks: int) -> None:
+    """:class:`BadRequest` when a request carries more than ``MAX_CLICKS`` clicks (each one is a
+    distance map the network's input is built from)."""
+    if len(clicks) > max_clicks:
+        raise BadRequest(f"the request carries {len(clicks)} clicks, more than MAX_CLICKS={max_clicks}: "
+                         "start a new region instead")
 
 
 def check_output_size(output: OutputSpec, max_pixels: int) -> None:
@@ -194,6 +203,7 @@ def run_segment(request: SegmentRequest, settings: Settings) -> dict:
         BackendError: image, prompt or Label Studio problems (with an HTTP status).
     """
     started = time.perf_counter()
+    check_click_count(request.clicks, settings.max_clicks)
     check_output_size(request.output, settings.max_image_pixels)
     engine = get_engine(settings)
     image = fetch_image(request, settings)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from rq import Queue
@@ -27,6 +28,29 @@ logger = logging.getLogger(__name__)
 PREFETCH_JOBS = 16
 #: Seconds between two looks at the queue.
 POLL_S = 0.25
+#: Prefetch failures of one kind are logged at WARNING at most once per this many seconds.
+WARN_EVERY_S = 60.0
+
+
+class RateLimitedWarning:
+    """Logs a warning per kind at most once every ``every_s`` seconds, counting the ones left out."""
+
+    def __init__(self, every_s: float = WARN_EVERY_S) -> None:
+        self.every_s = every_s
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+        self._skipped: dict[str, int] = {}
+
+    def warn(self, kind: str, message: str, **extra: object) -> None:
+        """Log ``message`` at WARNING unless ``kind`` was logged less than ``every_s`` ago."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(kind, -self.every_s) < self.every_s:
+                self._skipped[kind] = self._skipped.get(kind, 0) + 1
+                return
+            self._last[kind] = now
+            skipped = self._skipped.pop(kind, 0)
+        logger.warning(message, extra={**extra, "similar_not_logged": skipped})
 
 
 class Prefetcher:
@@ -38,6 +62,7 @@ class Prefetcher:
         self._lock = threading.Lock()
         self._pending: set[tuple[str, int | None]] = set()
         self._stop = threading.Event()
+        self._warnings = RateLimitedWarning()
 
     def watch(self, queue: Queue) -> None:
         """Look at ``queue`` every ``POLL_S`` seconds in a daemon thread until :meth:`shutdown`."""
@@ -48,7 +73,7 @@ class Prefetcher:
             try:
                 self.queued(queue)
             except Exception as exc:  # noqa: BLE001 - Redis hiccups: the next look retries
-                logger.debug("prefetch look at the queue failed", extra={"error": str(exc)})
+                self._warnings.warn("queue", "prefetch cannot look at the inference queue", error=str(exc))
 
     def queued(self, queue: Queue, limit: int = PREFETCH_JOBS) -> None:
         """Start fetching the images of the first ``limit`` jobs waiting in ``queue``."""
@@ -70,9 +95,9 @@ class Prefetcher:
         try:
             fetch_image(request, self.settings)
         except BackendError as exc:
-            logger.debug("prefetch failed", extra={"image": request.image, "detail": exc.detail})
-        except Exception:  # noqa: BLE001 - the job itself reports what went wrong
-            logger.debug("prefetch failed", exc_info=True, extra={"image": request.image})
+            self._warnings.warn("fetch", "prefetch failed", image=request.image, detail=exc.detail)
+        except Exception as exc:  # noqa: BLE001 - the job itself reports what went wrong
+            self._warnings.warn("fetch", "prefetch failed", image=request.image, error=repr(exc))
         finally:
             with self._lock:
                 self._pending.discard(key)

@@ -140,13 +140,27 @@ def queue_state(connection: Redis) -> dict:
     return {"queues": queues, "warnings": warnings}
 
 
+def wait_s(timeout: float, deadline: float | None) -> float:
+    """Seconds to wait: ``timeout``, or less when the ``time.monotonic()`` ``deadline`` comes sooner.
+
+    Raises:
+        PredictTimeout: the deadline has passed (nothing is started then).
+    """
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise PredictTimeout("the request's PREDICT_REQUEST_TIMEOUT passed before this click started")
+    return min(timeout, left)
+
+
 class Runner(Protocol):
     """What the web process needs from an inference backend."""
 
     @property
     def model_version(self) -> str: ...
 
-    def segment(self, request: SegmentRequest) -> dict: ...
+    def segment(self, request: SegmentRequest, deadline: float | None = None) -> dict: ...
 
     def segment_frame(self, request: FrameRequest) -> dict: ...
 
@@ -166,24 +180,26 @@ class InProcessRunner:
     def model_version(self) -> str:
         return self.engine.model_version
 
-    def segment(self, request: SegmentRequest) -> dict:
-        """:func:`run_segment` here; :class:`PredictTimeout` when it passes ``PREDICT_TIMEOUT``."""
-        return self._within_timeout(lambda: run_segment(request, self.settings), "segment")
+    def segment(self, request: SegmentRequest, deadline: float | None = None) -> dict:
+        """:func:`run_segment` here; :class:`PredictTimeout` when it passes ``PREDICT_TIMEOUT`` (or
+        the ``time.monotonic()`` ``deadline`` of the whole request, when sooner)."""
+        return self._within_timeout(lambda: run_segment(request, self.settings), "segment", deadline)
 
     def segment_frame(self, request: FrameRequest) -> dict:
         """:func:`run_segment_frame` here; :class:`PredictTimeout` when it passes ``PREDICT_TIMEOUT``."""
         return self._within_timeout(lambda: run_segment_frame(request, self.settings), "segment_frame")
 
-    def _within_timeout(self, job: Callable[[], dict], name: str) -> dict:
-        """Run ``job`` on the current model, giving up after ``PREDICT_TIMEOUT``."""
-        waited = self.settings.predict_timeout
+    def _within_timeout(self, job: Callable[[], dict], name: str, deadline: float | None = None) -> dict:
+        """Run ``job`` on the current model, giving up after ``PREDICT_TIMEOUT`` or at ``deadline``."""
+        waited = wait_s(self.settings.predict_timeout, deadline)
 
         def run() -> dict:
             self.engine.reload_if_changed()
             return job()
 
         return call_within(waited, run, lambda: PredictTimeout(
-            f"the click took longer than PREDICT_TIMEOUT={waited:g}s"), name=name)
+            f"the click took longer than {waited:g}s (PREDICT_TIMEOUT={self.settings.predict_timeout:g}s, or what "
+            "was left of the request's PREDICT_REQUEST_TIMEOUT)"), name=name)
 
     def queue_depths(self) -> dict[str, int]:
         return {}
@@ -208,15 +224,16 @@ class QueueRunner:
         """The registry's current version, which the workers serve (read from ``MODEL_DIR``)."""
         return self.registry.current().name
 
-    def segment(self, request: SegmentRequest) -> dict:
-        return self._run(SEGMENT_JOB, request.to_payload(), f"segment task {request.task_id}")
+    def segment(self, request: SegmentRequest, deadline: float | None = None) -> dict:
+        return self._run(SEGMENT_JOB, request.to_payload(), f"segment task {request.task_id}", deadline)
 
     def segment_frame(self, request: FrameRequest) -> dict:
         return self._run(SEGMENT_FRAME_JOB, request.to_payload(), f"segment a frame of {len(request.image)} bytes")
 
-    def _run(self, func: str, payload: dict, description: str) -> dict:
-        """Enqueue one click job on ``inference`` and wait for its result (errors: module docstring)."""
-        deadline = time.monotonic() + self.settings.predict_timeout
+    def _run(self, func: str, payload: dict, description: str, deadline: float | None = None) -> dict:
+        """Enqueue one click job on ``inference`` and wait for its result (errors: module docstring);
+        waiting ends after ``PREDICT_TIMEOUT`` or at ``deadline`` (``time.monotonic()``), when sooner."""
+        deadline = time.monotonic() + wait_s(self.settings.predict_timeout, deadline)
         job = enqueue(self.settings, QUEUE_INFERENCE, func, payload,
                       connection=self.connection, job_timeout=self.settings.job_timeout,
                       ttl=int(self.settings.predict_timeout) + QUEUED_TTL_MARGIN_S, result_ttl=RESULT_TTL,

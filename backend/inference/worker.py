@@ -25,6 +25,9 @@ What ``SimpleWorker`` gives up, and how it is made up for:
   heartbeating and surfaces as a 504 in the web process when ``PREDICT_TIMEOUT`` passes.
 * **One job at a time.** Run one worker process per GPU (or a few on CPU) for throughput.
 
+The heartbeat thread also registers the worker again when Redis no longer lists it (Redis
+restarted without its data), so ``/health`` and auto-annotation see it serving.
+
 Before each job the worker compares the registry's current version with the loaded one and
 reloads when a new version was promoted (``InferenceEngine.reload_if_changed``). While it works,
 a watcher thread downloads the images of the clicks waiting in the inference queue
@@ -38,7 +41,7 @@ import threading
 from typing import Any, Sequence
 
 from redis.exceptions import RedisError
-from rq import Queue
+from rq import Queue, worker_registration
 from rq.job import Job
 from rq.worker import SimpleWorker
 
@@ -81,9 +84,22 @@ class ResidentWorker(SimpleWorker):
     def _beat(self) -> None:
         while not self._stop_beating.wait(self.liveness_ttl / 3):
             try:
+                self._register_again_if_lost()
                 self.heartbeat()
             except RedisError as exc:
                 logger.warning("heartbeat failed", extra={"worker": self.name, "error": str(exc)})
+
+    def _register_again_if_lost(self) -> None:
+        """Register again when Redis no longer lists this worker (it restarted without its data),
+        so ``/health`` and auto-annotation see the worker that is serving."""
+        if self.connection.sismember(self.redis_workers_keys, self.key):
+            return
+        with self.connection.pipeline() as pipeline:
+            pipeline.hset(self.key, mapping=self.serialize())
+            worker_registration.register(self, pipeline)
+            pipeline.execute()
+        logger.warning("the worker's registration was gone from Redis (restarted without its data?): "
+                       "registered again", extra={"worker": self.name})
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         """Register with Redis (RQ), then start the heartbeat thread and the prefetcher."""

@@ -5,7 +5,9 @@ heavy state (model, image cache) lives in the runner's process-wide engine or in
 """
 from __future__ import annotations
 
+import functools
 import logging
+import time
 from typing import Any
 
 from ..common.errors import BackendError
@@ -58,22 +60,29 @@ class FCANetBackend:
         prompt = parse_prompt(context)
         config = LabelConfig(self.label_config or "")
         version = self.model_version
+        deadline = time.monotonic() + self.settings.predict_request_timeout
         if prompt is None:
-            return [self._predict_from_task_prompts(task, config, version) for task in tasks]
+            return [self._predict_from_task_prompts(task, config, version, deadline) for task in tasks]
         output = config.output_for(prompt)
         predictions = []
         for task in tasks:
             request = SegmentRequest(image=config.image_reference(task, prompt.to_name), task_id=task.get("id"),
                                      credentials=self.credentials, clicks=prompt.clicks, box=prompt.box,
                                      output=output, model_version=version)
-            predictions.append(self.runner.segment(request))
+            predictions.append(self.runner.segment(request, deadline))
         return predictions
 
-    def _predict_from_task_prompts(self, task: dict, config: LabelConfig, version: str) -> dict | list:
-        """The prediction for a task from its stored prompts; ``[]`` (none) when it has none, fails
-        or is empty."""
+    def _predict_from_task_prompts(self, task: dict, config: LabelConfig, version: str,
+                                   deadline: float) -> dict | list:
+        """The prediction for a task from its stored prompts; ``[]`` (none) when it has none, fails,
+        is empty or the request's ``PREDICT_REQUEST_TIMEOUT`` (``deadline``) has passed."""
+        if time.monotonic() >= deadline:
+            logger.warning("task %s: no prediction, PREDICT_REQUEST_TIMEOUT=%gs passed", task.get("id"),
+                           self.settings.predict_request_timeout)
+            return []
         try:
-            prediction = predict_task(task, config, self.runner.segment, self.credentials, version)
+            segment = functools.partial(self.runner.segment, deadline=deadline)
+            prediction = predict_task(task, config, segment, self.credentials, version)
         except BackendError as exc:
             logger.warning("task %s: no prediction from its prompts: %s", task.get("id"), exc)
             return []

@@ -16,6 +16,8 @@ from .regions import MASK_TYPES, PromptError
 #: Keypoint results kept beside the masks: the prompts that produced them.
 CLICK_TYPE = "keypointlabels"
 _PROJECT_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: Largest id Label Studio gives (a 64-bit database key); longer ones would not fit a file name.
+MAX_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -40,15 +42,19 @@ class AnnotationRecord:
 
 def project_key(value: Any) -> str:
     """A project id as a safe folder name; raises ``ValueError`` for anything else."""
-    key = str(value.get("id") if isinstance(value, dict) else value)
-    if not _PROJECT_RE.match(key):
+    raw = value.get("id") if isinstance(value, dict) else value
+    key = str(raw)
+    if isinstance(raw, bool) or not isinstance(raw, (int, str)) or not _PROJECT_RE.match(key):
         raise ValueError(f"invalid project id {value!r}")
     return key
 
 
 def _int_id(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit():
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isascii() \
+            or not str(value).isdigit():
         raise ValueError(f"{what} must be a non-negative integer id, got {value!r}")
+    if len(str(value)) > len(str(MAX_ID)) or int(value) > MAX_ID:
+        raise ValueError(f"{what} must be at most {MAX_ID} (a Label Studio id), got {str(value)[:40]}...")
     return int(value)
 
 

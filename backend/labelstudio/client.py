@@ -171,7 +171,7 @@ class LabelStudioClient:
         if not self.credentials.url:
             raise LabelStudioError(
                 "the Label Studio URL is unknown: set LABEL_STUDIO_URL (or connect the backend from "
-                "Label Studio so that /setup sends its hostname)", status=500)
+                "Label Studio so that /setup sends its hostname)", status=503)
         return self.credentials.url
 
     def absolute(self, url_or_path: str) -> str:

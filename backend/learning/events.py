@@ -8,11 +8,13 @@ triggers starts); without ``REDIS_URL`` they run in the learning thread of the w
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from ..common.errors import BadRequest
 from ..config import Settings, get_settings
 from ..images.fetch import get_fetcher
+from ..inference.jobs import errors_in_job_meta
 from ..inference.queueing import QUEUE_TRAINING, enqueue
 from ..labelstudio.annotations import AnnotationRecord, deleted_annotation_ids, parse_annotation_events, project_key
 from ..labelstudio.masks import decode_regions
@@ -28,67 +30,121 @@ TRAIN_EVENT = "START_TRAINING"
 COLLECT_TIMEOUT = 600
 
 
-def handle_event(event: str, payload: dict, settings: Settings) -> dict:
-    """Answer one Label Studio webhook event by enqueueing work; never blocks on it.
+@dataclass(frozen=True)
+class PlannedJob:
+    """One job an event asks for: ``func(*args)`` on the ``training`` queue."""
 
-    Returns:
-        What was done: ``{"event", "status": "queued"|"coalesced"|"ignored", ...}``.
+    func: Callable[..., Any]
+    args: tuple
+    description: str
+
+
+@dataclass(frozen=True)
+class EventPlan:
+    """The jobs of one webhook event; ``direct`` events (Start Training) are handled without jobs."""
+
+    jobs: tuple[PlannedJob, ...] = ()
+    ignored: int = 0
+    direct: bool = False
+
+    @property
+    def has_work(self) -> bool:
+        """Whether the event asks for anything (else it is answered "ignored")."""
+        return bool(self.jobs) or self.direct
+
+
+def plan_event(event: str, payload: dict) -> EventPlan:
+    """The jobs ``event`` asks for, from its payload alone (the same plan every time).
 
     Raises:
         BadRequest: a payload that lacks what the event needs.
     """
     try:
         if event in ANNOTATION_EVENTS:
-            return _on_annotations(event, payload, settings)
+            return _plan_annotations(event, payload)
         if event in DELETE_EVENTS:
             project, ids = deleted_annotation_ids(event, payload)
-            job_id = _submit(settings, remove, project, ids,
-                             description=f"remove annotations {ids} of project {project}")
-            return {"event": event, "status": RequestStatus.QUEUED, "project": project, "jobs": [job_id]}
+            return EventPlan((PlannedJob(remove, (project, ids), f"remove annotations {ids} of project {project}"),))
         if event == TRAIN_EVENT:
             if not isinstance(payload, dict) or payload.get("project") is None:
                 raise ValueError("START_TRAINING payload lacks the project")
-            project = project_key(payload["project"])
-            return {"event": event, **request_training(project, settings, Reason.START_TRAINING),
-                    "last_run": last_decision(settings, project)}
+            project_key(payload["project"])
+            return EventPlan(direct=True)
     except ValueError as exc:
         raise BadRequest(f"{event}: {exc}") from None
-    return {"event": event, "status": RequestStatus.IGNORED}
+    return EventPlan()
 
 
-def _on_annotations(event: str, payload: dict, settings: Settings) -> dict:
+def handle_event(event: str, payload: dict, settings: Settings, receipt: str | None = None) -> dict:
+    """Answer one Label Studio webhook event by enqueueing work; never blocks on it.
+
+    Args:
+        receipt: the event's spool name; its jobs then get the ids :func:`job_id` gives, so they
+            can be found (and replayed) later.
+
+    Returns:
+        What was done: ``{"event", "status": "queued"|"coalesced"|"ignored", ...}``.
+
+    Raises:
+        BadRequest: a payload that lacks what the event needs.
+        QueueUnavailable: Redis cannot be reached.
+    """
+    plan = plan_event(event, payload)
+    if plan.direct:
+        project = project_key(payload["project"])
+        return {"event": event, **request_training(project, settings, Reason.START_TRAINING),
+                "last_run": last_decision(settings, project)}
+    jobs = [submit_planned(settings, job, None if receipt is None else job_id(receipt, i))
+            for i, job in enumerate(plan.jobs)]
+    result: dict[str, Any] = {"event": event, "status": RequestStatus.QUEUED if jobs else RequestStatus.IGNORED}
+    if event in DELETE_EVENTS:
+        return {**result, "project": plan.jobs[0].args[0], "jobs": jobs}
+    if event in ANNOTATION_EVENTS:
+        return {**result, "jobs": jobs, "ignored": plan.ignored}
+    return result
+
+
+def job_id(receipt: str, index: int) -> str:
+    """The queue job id of job ``index`` of the spooled event ``receipt``."""
+    return f"webhook-{receipt}-{index}"
+
+
+def _plan_annotations(event: str, payload: dict) -> EventPlan:
     jobs, ignored = [], 0
     for record in parse_annotation_events(event, payload):
         if record.has_masks:
-            jobs.append(_submit(settings, collect, record,
-                                description=f"collect annotation {record.annotation_id} of project {record.project}"))
+            jobs.append(PlannedJob(collect, (record,),
+                                   f"collect annotation {record.annotation_id} of project {record.project}"))
         elif event == "ANNOTATION_UPDATED":
-            jobs.append(_submit(settings, remove, record.project, [record.annotation_id],
-                                description=f"remove annotation {record.annotation_id} of project {record.project}"))
+            jobs.append(PlannedJob(remove, (record.project, [record.annotation_id]),
+                                   f"remove annotation {record.annotation_id} of project {record.project}"))
         else:
             ignored += 1
-    status = RequestStatus.QUEUED if jobs else RequestStatus.IGNORED
-    return {"event": event, "status": status, "jobs": jobs, "ignored": ignored}
+    return EventPlan(tuple(jobs), ignored)
 
 
-def _submit(settings: Settings, func: Callable[..., Any], *args: Any, description: str) -> str:
-    """Run ``func(*args)`` as a job on the ``training`` queue, or in the local learning thread.
+def submit_planned(settings: Settings, job: PlannedJob, job_id: str | None = None) -> str:
+    """Run a planned job on the ``training`` queue, or in the local learning thread.
 
     A queued job is named by the package (``backend.learning.collect``), which re-exports it, so job
     names stay stable whichever module defines the function.
     """
     if settings.queued:
-        return enqueue(settings, QUEUE_TRAINING, f"{__package__}.{func.__name__}", *args,
-                       job_timeout=COLLECT_TIMEOUT, result_ttl=RESULT_TTL, failure_ttl=RESULT_TTL,
-                       description=description).id
-    return submit_local(func, *args, settings)
+        return enqueue(settings, QUEUE_TRAINING, f"{__package__}.{job.func.__name__}", *job.args,
+                       job_id=job_id, job_timeout=COLLECT_TIMEOUT, result_ttl=RESULT_TTL, failure_ttl=RESULT_TTL,
+                       description=job.description).id
+    return submit_local(job.func, *job.args, settings)
 
 
 def collect(record: AnnotationRecord, settings: Settings | None = None) -> dict:
     """Job: fetch the task image, decode the masks and store the annotation; may request training."""
     settings = settings or get_settings()
-    image = get_fetcher(settings).fetch(record.image_url, record.task_id)
-    instances = decode_regions(record.regions, image.shape[0], image.shape[1])
+    with errors_in_job_meta():
+        image = get_fetcher(settings).fetch(record.image_url, record.task_id)
+        try:
+            instances = decode_regions(record.regions, image.shape[0], image.shape[1])
+        except ValueError as exc:
+            raise BadRequest(f"annotation {record.annotation_id}: {exc}") from None
     stored = example_store(settings).put(record, image, instances)
     result = {"project": record.project, "annotation_id": record.annotation_id, "examples": len(stored)}
     if stored:

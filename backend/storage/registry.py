@@ -73,6 +73,20 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
+def check_loadable(version: ModelVersion) -> None:
+    """Load ``version``'s checkpoint once on the CPU; :class:`RegistryError` when it cannot be, so a
+    broken file is never made current (the workers could not serve it)."""
+    from fcanet_core import load_model
+
+    if version.checkpoint == "default":
+        return                                        # the bundled model
+    try:
+        load_model(version.checkpoint, "cpu")
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong with the file, it is not promoted
+        raise RegistryError(f"model version {version.name!r} cannot be loaded from {version.checkpoint} "
+                            f"({type(exc).__name__}: {exc}); it was not made current") from None
+
+
 class ModelRegistry:
     """Model versions of one ``MODEL_DIR``.
 
@@ -186,8 +200,10 @@ class ModelRegistry:
 
         With ``expected_current``, promote only if that is still the current version (a candidate
         measured against a version that was replaced meanwhile is not promoted over the new one).
+        A version whose checkpoint cannot be loaded is refused (:func:`check_loadable`).
         """
         version = self.get(name)
+        check_loadable(version)
         with FileLock(self.model_dir / ".registry.lock"):
             pointer = self._pointer()
             previous = pointer["current"] or self.default.name
@@ -208,6 +224,7 @@ class ModelRegistry:
                 raise RegistryError("nothing to roll back to: no earlier version was current")
             name = pointer["history"].pop()
             version = self.get(name)
+            check_loadable(version)
             pointer["current"] = name
             write_json_atomic(self.pointer_path, pointer)
         logger.info("rolled back to model version %s", name)

@@ -13,10 +13,13 @@ wrong type or missing 400, bad credentials 401, image problems 4xx (403 host/pat
 or the worker lost 503, timeouts 504 (the image download or the click), anything unexpected 500
 (logged with its traceback; the answer names only the request id).
 
-``/setup`` stores the hostname and token Label Studio sends per project. With ``LABEL_STUDIO_URL``
+``/setup`` stores the hostname and token Label Studio sends per project, for every web process
+of the ``MODEL_DIR`` (:mod:`backend.setup_credentials`). With ``LABEL_STUDIO_URL``
 set the hostname is not used; without it, a hostname whose host is not in ``ALLOWED_HOSTS`` is
-refused (403), and ``LABEL_STUDIO_API_KEY`` is never sent to it. A webhook that cannot be queued
-because Redis is down is written to the spool (:mod:`backend.storage.spool`) and answered 202.
+refused (403), and ``LABEL_STUDIO_API_KEY`` is never sent to it. Every webhook that asks for work
+is written to the spool (:mod:`backend.storage.spool`) before it is answered (507 when the disk
+cannot take it) and replayed until its jobs are done (:mod:`backend.learning.intake`); one that
+cannot be queued because Redis is down is answered 202.
 
 With ``BASIC_AUTH_USER`` and ``BASIC_AUTH_PASS`` set, every route requires HTTP basic auth with
 those credentials (set the same on the Label Studio model connection).
@@ -25,7 +28,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -36,11 +38,13 @@ from werkzeug.exceptions import HTTPException
 from ..common.errors import BackendError, BadRequest
 from ..config import Settings, get_settings
 from ..images.hosts import host_allowed
-from ..inference.queueing import QueueUnavailable, Runner, make_runner
+from ..inference.queueing import Runner, make_runner
 from ..labelstudio.adapter import FCANetBackend
 from ..labelstudio.client import Credentials
-from ..learning import handle_event
-from ..storage.spool import SpoolDrainer, WebhookSpool
+from ..learning.intake import ReconcileThread, WebhookIntake
+from ..storage.registry import RegistryError
+from ..storage.setup_credentials import SetupCredentials
+from ..storage.spool import WebhookSpool
 from .metrics import Metrics
 from .validation import json_object, predict_request, setup_request
 
@@ -48,23 +52,6 @@ logger = logging.getLogger(__name__)
 
 #: Routes logged at debug level only (Label Studio and Prometheus poll them).
 QUIET_ROUTES = ("/", "/health", "/metrics")
-
-
-class SetupCredentials:
-    """The Label Studio hostname and token each project sent to ``/setup`` (in memory)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_project: dict[str, Credentials] = {}
-
-    def remember(self, project: str | None, hostname: str | None, token: str | None) -> None:
-        if project and (hostname or token):
-            with self._lock:
-                self._by_project[project] = Credentials(hostname.rstrip("/") if hostname else None, token)
-
-    def get(self, project: str | None) -> Credentials | None:
-        with self._lock:
-            return self._by_project.get(project) if project else None
 
 
 def _json_body() -> dict:
@@ -93,15 +80,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     runner = make_runner(settings)
     metrics = Metrics(runner)
-    spool = WebhookSpool(Path(settings.model_dir) / "spool")
-    if settings.queued:
-        SpoolDrainer(spool, lambda event, payload: handle_event(event, payload, settings)).start()
+    setups = SetupCredentials(settings.model_dir)
+    intake = WebhookIntake(WebhookSpool(Path(settings.model_dir) / "spool"), settings)
+    ReconcileThread(intake).start()
     app = Flask(__name__)
     app.config["FCANET_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     _observe_requests(app, settings, metrics)
     _answer_errors(app, metrics)
-    _add_routes(app, settings, runner, metrics, SetupCredentials(), spool)
+    _add_routes(app, settings, runner, metrics, setups, intake)
     logger.info("app created", extra={"inference": "queue" if settings.queued else "in-process",
                                       "model_dir": settings.model_dir})
     return app
@@ -161,7 +148,7 @@ def _answer_errors(app: Flask, metrics: Metrics) -> None:
 
 
 def _add_routes(app: Flask, settings: Settings, runner: Runner, metrics: Metrics, setups: SetupCredentials,
-                spool: WebhookSpool) -> None:
+                intake: WebhookIntake) -> None:
     """The protocol's routes: /health, /setup, /predict, /webhook, /metrics."""
 
     def backend(label_config: str | None = None, project: str | None = None) -> FCANetBackend:
@@ -171,9 +158,17 @@ def _add_routes(app: Flask, settings: Settings, runner: Runner, metrics: Metrics
     @app.get("/")
     @app.get("/health")
     def health() -> tuple[Response, int]:
-        queue = runner.queue_state()
+        try:
+            queue = runner.queue_state()
+            version = runner.model_version
+        except Exception as exc:  # noqa: BLE001 - /health tells DOWN whatever broke
+            logger.exception("health check failed", extra={"request_id": g.get("request_id")})
+            detail = exc.detail if isinstance(exc, BackendError) else (
+                str(exc) if isinstance(exc, RegistryError) else
+                f"internal error (request {g.get('request_id')}): the backend's log has the details")
+            queue, version = {"up": False, "detail": detail}, None
         answer = {"status": "UP" if queue.pop("up") else "DOWN", "model_class": FCANetBackend.__name__,
-                  "model_version": runner.model_version, "inference": "queue" if settings.queued else "in-process",
+                  "model_version": version, "inference": "queue" if settings.queued else "in-process",
                   **queue}
         return jsonify(answer), 200 if answer["status"] == "UP" else 503
 
@@ -196,12 +191,8 @@ def _add_routes(app: Flask, settings: Settings, runner: Runner, metrics: Metrics
         event = body.pop("action", None)
         if not isinstance(event, str) or not event:
             raise BadRequest("missing field 'action' (the webhook event name)")
-        try:
-            result = backend().fit(event, body)
-        except QueueUnavailable:
-            spool.put(event, body)
-            return jsonify({"status": "spooled", "result": {"event": event, "status": "spooled"}}), 202
-        return jsonify({"status": "ok", "result": result}), 201
+        answer, status = intake.receive(event, body)
+        return jsonify(answer), status
 
     @app.get("/metrics")
     def metrics_route() -> Response:
@@ -210,7 +201,10 @@ def _add_routes(app: Flask, settings: Settings, runner: Runner, metrics: Metrics
 
 
 def _authorized(settings: Settings) -> bool:
-    auth = request.authorization
+    try:
+        auth = request.authorization
+    except (ValueError, UnicodeError):                # bytes no client sends for basic auth: refused
+        return False
     if auth is None or auth.type != "basic":
         return False
     user_ok = hmac.compare_digest((auth.username or "").encode(), (settings.basic_auth_user or "").encode())

@@ -68,12 +68,14 @@ class Predictor:
             forward pass on a batch of two: more accurate, about twice the network time).
         fuse: fold BatchNorm into the convolutions (same outputs to ~1e-5, faster).
         channels_last: run convolutions in channels-last memory format (faster on CPU).
+        max_long_side: the network input's long side is at most this (bounds the pixels of an
+            elongated image); ``None`` = no bound (the official pipeline).
     """
 
     def __init__(self, model: nn.Module, device: str | torch.device | None = None, sis: bool = False,
                  short_side: int | None = None, zoom_in: bool = False, zoom_expansion: float = 1.4,
                  zoom_min_size: int = 200, flip_average: bool = False, fuse: bool = True,
-                 channels_last: bool = True) -> None:
+                 channels_last: bool = True, max_long_side: int | None = None) -> None:
         if short_side is None:
             short_side = model_input_short_side(model)
         if short_side < 16:
@@ -84,6 +86,7 @@ class Predictor:
         self.model = model.to(self.device, memory_format=self.memory_format)
         self.sis = sis
         self.short_side = short_side
+        self.max_long_side = max_long_side
         self.zoom_in = zoom_in
         self.zoom_expansion = zoom_expansion
         self.zoom_min_size = zoom_min_size
@@ -161,7 +164,7 @@ class Predictor:
             ``[image 1×3×H'×W' (RGB/255), pos_dist, neg_dist, first_dist 1×1×H'×W']`` on the
             predictor's device, H'×W' being the image resized to ``short_side``.
         """
-        size = network_size(*rgb.shape[:2], self.short_side)
+        size = network_size(*rgb.shape[:2], self.short_side, self.max_long_side)
         small = resize_image(rgb, size)
         maps = encode_clicks(scale_clicks(clicks, rgb.shape[:2], size), *size)
         image_t = torch.from_numpy(small.astype(np.float32) / 255).permute(2, 0, 1)[None]  # RGB/255, no mean/std

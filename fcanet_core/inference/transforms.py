@@ -61,10 +61,22 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"unsupported image dtype {image.dtype}")
 
 
-def network_size(height: int, width: int, short_side: int = SHORT_SIDE) -> tuple[int, int]:
-    """(height, width) after scaling the short side to ``short_side``, truncated like the official code."""
+#: Smallest side of the network input (the network downsamples 32×).
+MIN_NETWORK_SIDE = 32
+
+
+def network_size(height: int, width: int, short_side: int = SHORT_SIDE,
+                 max_long_side: int | None = None) -> tuple[int, int]:
+    """(height, width) after scaling the short side to ``short_side``, truncated like the official code.
+
+    With ``max_long_side`` the scale is lowered so that the long side is at most that (a very
+    elongated image is not blown up to gigapixels); each side stays at least ``MIN_NETWORK_SIDE`` (or ``short_side`` when smaller).
+    """
     scale = short_side / min(height, width)
-    return int(height * scale), int(width * scale)
+    if max_long_side is not None:
+        scale = min(scale, max_long_side / max(height, width))
+    floor = min(MIN_NETWORK_SIDE, short_side)
+    return max(floor, int(height * scale)), max(floor, int(width * scale))
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -27,6 +27,7 @@ Function fixtures
     ``serve_http(app) -> str``: the Flask ``app`` served over real HTTP on 127.0.0.1 (werkzeug,
         one thread per request); returns its base URL; stopped after the test.
     ``pat`` -> str: a new personal access token that ``ls_files`` exchanges; ``jwt_token(claims) -> str``.
+    ``private_redis``, ``full_disk_at``: real faults (:mod:`tests.support.faults`).
 """
 from __future__ import annotations
 
@@ -53,6 +54,8 @@ import fcanet_core
 from backend.bench.harness import (REDIS_OWNER_KEY, ManagedProcess, claim_redis_db, release_redis_db,
                                    worker_process)
 from backend.config import Settings, get_settings
+from backend.learning.intake import ReconcileThread
+from tests.support.faults import full_disk_at, private_redis  # noqa: F401 (fixtures of the fault tests)
 
 LEGACY_TOKEN = "0123456789abcdef0123456789abcdef01234567"
 CAPTURE_SIZE = (320, 240)
@@ -233,6 +236,13 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 torch.nn.init.kaiming_normal_(param, generator=generator)
     return fcanet_core.save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-lite0.pt", model, "lite0",
                                        {"version": "tiny-lite0"})
+
+
+@pytest.fixture(autouse=True)
+def _stop_spool_replay() -> Iterator[None]:
+    """Apps made by a test stop replaying their spool when it ends (their Redis db is emptied)."""
+    yield
+    ReconcileThread.stop_all()
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from backend import learning
-from backend.registry import DEFAULT_NAME, ModelRegistry
+from backend.storage.registry import DEFAULT_NAME, ModelRegistry
 from tests.support.learning import PROJECT, put_examples
 
 #: The bundled model, a few strong steps on small crops, two robot clicks per example.
