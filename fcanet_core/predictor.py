@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -67,19 +67,24 @@ class Predictor:
             full network resolution, and paste the result back (probability 0 outside).
         fuse: fold BatchNorm into the convolutions (same outputs to ~1e-5, faster).
         channels_last: run convolutions in channels-last memory format (faster on CPU).
+        network: runs instead of the torch model, called like it (e.g. an ONNX Runtime session,
+            :class:`fcanet_core.runtime.OnnxNetwork`); ``model`` then only gives the input scale.
     """
 
     def __init__(self, model: nn.Module, device: str | torch.device | None = None, sis: bool = False,
                  short_side: int | None = None, zoom_in: bool = False, zoom_expansion: float = 1.4,
-                 zoom_min_size: int = 200, fuse: bool = True, channels_last: bool = True) -> None:
+                 zoom_min_size: int = 200, fuse: bool = True, channels_last: bool = True,
+                 network: Callable[..., torch.Tensor] | None = None) -> None:
         if short_side is None:
             short_side = model_input_short_side(model)
         if short_side < 16:
             raise ValueError(f"short_side must be at least 16 pixels, got {short_side}")
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        model = fuse_for_inference(model) if fuse else model.eval()
-        self.model = model.to(self.device, memory_format=self.memory_format)
+        if network is None:
+            model = fuse_for_inference(model) if fuse else model.eval()
+            network = model.to(self.device, memory_format=self.memory_format)
+        self.model = network
         self.sis = sis
         self.short_side = short_side
         self.zoom_in = zoom_in
