@@ -5,7 +5,8 @@ Routes: ``GET /health`` (and ``GET /``), ``POST /setup``, ``POST /predict``, ``P
 Redis, the queues' state), so they answer within Label Studio's 1 s / 3 s limits; with
 ``REDIS_URL`` set no request loads a model or trains in this process (without it the model is
 loaded once, when the app is created). ``/health`` answers 503 ``DOWN`` while Redis is down and
-lists queues no worker serves.
+lists queues no worker serves; ``runtimes`` says what runs the network in each process (a torch
+fallback from a broken ONNX artefact is also a warning).
 
 Errors are JSON ``{"status": <code>, "detail": "<what went wrong>"}``: malformed JSON, fields of the
 wrong type or missing 400, bad credentials 401, image problems 4xx (403 host/path not allowed, 404,
@@ -34,6 +35,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .config import Settings
+from .runtime_state import runtime_warnings
 from .errors import BackendError, BadRequest
 from .hosts import host_allowed
 from .labelstudio import Credentials
@@ -154,9 +156,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.get("/health")
     def health() -> tuple[Response, int]:
         queue = runner.queue_state()
-        answer = {"status": "UP" if queue.pop("up") else "DOWN", "model_class": FCANetBackend.__name__,
+        up = queue.pop("up")
+        answer = {"status": "UP" if up else "DOWN", "model_class": FCANetBackend.__name__,
                   "model_version": runner.model_version, "inference": "queue" if settings.queued else "in-process",
                   **queue}
+        if up:
+            answer["runtimes"] = runner.runtime_state()
+            fallbacks = runtime_warnings(answer["runtimes"])
+            if fallbacks:
+                answer["warnings"] = [*answer.get("warnings", []), *fallbacks]
         return jsonify(answer), 200 if answer["status"] == "UP" else 503
 
     @app.post("/setup")

@@ -3,6 +3,7 @@
 Layout::
 
     MODEL_DIR/versions/<name>/model.pt       checkpoint (fcanet_core format, read-only)
+    MODEL_DIR/versions/<name>/model.onnx     its ONNX Runtime artefact (fcanet_core.runtime), when exported
     MODEL_DIR/versions/<name>/version.json   metadata: name, created, parent, data, metrics, recipe
     MODEL_DIR/current.json                    {"current": <name>, "history": [<older names>...]}
 
@@ -71,6 +72,22 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON to ``path`` atomically (synced temporary file in the same folder, then ``os.replace``)."""
     text = json.dumps(obj, indent=1, sort_keys=True)
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def export_artefact(model: Any, checkpoint: Path) -> Path | None:
+    """Export ``model``'s ONNX artefact beside its saved ``checkpoint``; ``None`` (logged) when that fails."""
+    from fcanet_core.onnx_export import ExportError, export_onnx, file_fingerprint
+    from fcanet_core.runtime import default_artefact_path, onnxruntime_available
+
+    if not onnxruntime_available():
+        return None
+    target = default_artefact_path(checkpoint)
+    try:
+        export_onnx(model, target, file_fingerprint(checkpoint))
+    except ExportError as exc:
+        logger.warning("version stored without an ONNX artefact (workers export it again when they load it): %s", exc)
+        return None
+    return target
 
 
 class ModelRegistry:
@@ -153,7 +170,8 @@ class ModelRegistry:
         """Store ``model`` (an FCA-Net with ``.arch``) as a new immutable version; it is not promoted.
 
         The folder is written under a hidden temporary name, synced and renamed into place;
-        an existing name is never overwritten.
+        an existing name is never overwritten. The ONNX artefact is exported into it too (checked
+        against the model); an export that fails is logged and the version is stored without it.
         """
         from fcanet_core import save_checkpoint
 
@@ -169,6 +187,7 @@ class ModelRegistry:
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.versions_dir))
         try:
             save_checkpoint(tmp / CHECKPOINT_FILE, model, arch=model.arch, meta=meta)
+            export_artefact(model, tmp / CHECKPOINT_FILE)
             write_json_atomic(tmp / METADATA_FILE, meta)
             for item in tmp.iterdir():
                 item.chmod(0o444)

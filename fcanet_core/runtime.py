@@ -124,10 +124,11 @@ def default_artefact_path(checkpoint: str | Path) -> Path:
 
 
 def artefact_path_for(checkpoint: str | Path, fingerprint: str, fallback_dir: str | Path) -> Path:
-    """Beside the checkpoint when its folder is writable, else ``fallback_dir/<stem>-<fingerprint>.onnx``."""
+    """Where a checkpoint's artefact is kept: beside it when it is there or the folder is writable
+    (a registry version's folder, the bundled ``models/``), else ``fallback_dir/<stem>-<fingerprint>.onnx``."""
     checkpoint = Path(checkpoint)
     beside = default_artefact_path(checkpoint)
-    if os.access(checkpoint.parent, os.W_OK) and (not beside.exists() or os.access(beside, os.W_OK)):
+    if beside.exists() or os.access(checkpoint.parent, os.W_OK):
         return beside
     return Path(fallback_dir) / f"{checkpoint.stem}-{fingerprint[:12]}{ARTEFACT_SUFFIX}"
 
