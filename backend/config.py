@@ -13,6 +13,9 @@ from typing import Any, Callable, Mapping, TypeVar
 
 T = TypeVar("T")
 
+#: FCANET_RUNTIME values (those of :data:`fcanet_core.inference.runtime.RUNTIMES`, kept here so settings load without torch).
+RUNTIMES = ("auto", "torch", "onnxruntime")
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -125,7 +128,11 @@ class Settings:
     basic_auth_pass: str | None = field(default=None, repr=False)
     #: DEVICE: "auto" (cuda when available, else cpu), "cpu", "cuda", "cuda:1", ...
     device: str = "auto"
-    #: TORCH_THREADS: CPU threads of each inference process; 0 = torch's default (all cores).
+    #: FCANET_RUNTIME: what runs the network: "auto" (ONNX Runtime on CPU when installed, else torch;
+    #: only exact runtimes), "torch" (fp32) or "onnxruntime" (the version's ONNX artefact, exported
+    #: when missing; a broken one falls back to torch, logged and shown in /health).
+    runtime: str = "auto"
+    #: TORCH_THREADS: CPU threads of each inference process (torch and ONNX Runtime); 0 = torch's default (all cores).
     #: Set 1 when several workers share a small CPU: oversubscribed threads stall each other.
     torch_threads: int = 0
     #: FCANET_SIS: keep only mask components that contain a positive click.
@@ -203,6 +210,8 @@ class Settings:
             raise ValueError(f"FCANET_MAX_LONG_SIDE must not be negative, got {self.max_long_side}")
         if self.max_clicks < 1:
             raise ValueError(f"MAX_CLICKS must be positive, got {self.max_clicks}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"FCANET_RUNTIME must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
         if self.torch_threads < 0:
             raise ValueError(f"TORCH_THREADS must not be negative, got {self.torch_threads}")
         for name in ("download_timeout", "predict_timeout", "predict_request_timeout"):
@@ -238,6 +247,7 @@ class Settings:
             "basic_auth_user": get("BASIC_AUTH_USER", str),
             "basic_auth_pass": get("BASIC_AUTH_PASS", str),
             "device": get("DEVICE", str),
+            "runtime": get("FCANET_RUNTIME", str.lower),
             "torch_threads": get("TORCH_THREADS", int),
             "sis": get("FCANET_SIS", parse_bool),
             "zoom_in": get("FCANET_ZOOM_IN", parse_bool),

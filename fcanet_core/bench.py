@@ -1,6 +1,8 @@
 """Seconds per click of an FCA-Net on this machine, or (``--train``) images/s of its training step.
 
 ``python -m fcanet_core.bench --arch resnet101 --size 512x683 --clicks 5 --repeats 3``
+``python -m fcanet_core.bench --checkpoint default --runtimes all`` (every runtime side by side,
+see :mod:`fcanet_core.inference.runtime_bench`)
 ``python -m fcanet_core.bench --train --config configs/lite0_main.py --steps 8`` (see
 :mod:`fcanet_core.training.bench`)
 
@@ -26,6 +28,7 @@ import torch
 
 from .clicks import Click
 from .inference.predictor import Predictor
+from .inference.runtime_bench import CANDIDATES, DEFAULT_CALIBRATION, compare_runtimes
 from .modeling import MODEL_BUILDERS, build_model
 from .modeling.checkpoint import load_model
 from .train import load_config
@@ -92,27 +95,43 @@ def run_bench(model: torch.nn.Module, arch: str, size: tuple[int, int], device: 
     """Time ``repeats`` interactive sessions of ``n_clicks`` clicks, and the forward alone."""
     predictor = Predictor(model, device=device, fuse=fuse, channels_last=channels_last)
     image, clicks = synthetic_scene(*size, n_clicks)
-    predictor.predict(image, clicks[:1])  # warm-up: first-call allocations and kernel selection
-    per_click = [_timed(lambda: predictor.predict(image, clicks[:k]))
-                 for _ in range(repeats) for k in range(1, n_clicks + 1)]
-    inputs = predictor.network_inputs(image, clicks)
-    with torch.inference_mode():
-        forward = [_timed(lambda: predictor.model(*inputs)) for _ in range(repeats)]
     return {
         "arch": arch,
         "device": str(predictor.device),
         "input_size": list(size),
-        "network_input_size": list(inputs[0].shape[2:]),
+        "network_input_size": list(predictor.network_inputs(image, clicks[:1])[0].shape[2:]),
         "torch_threads": torch.get_num_threads(),
         "fused": fuse,
         "channels_last": channels_last,
         "clicks": n_clicks,
         "repeats": repeats,
-        "seconds_per_click": summarise([wall for wall, _ in per_click]),
-        "cpu_seconds_per_click": summarise([cpu for _, cpu in per_click]),
-        "forward_seconds": summarise([wall for wall, _ in forward]),
+        **time_clicks(predictor, image, clicks, repeats),
         "machine": _machine_now(),
     }
+
+
+def time_clicks(predictor: Predictor, image: np.ndarray, clicks: Sequence[Click], repeats: int) -> dict[str, dict]:
+    """Wall and CPU seconds per click over ``repeats`` sessions of growing click lists, and the forward alone."""
+    predictor.predict(image, clicks[:1])  # warm-up: first-call allocations and kernel selection
+    per_click = [_timed(lambda: predictor.predict(image, clicks[:k]))
+                 for _ in range(repeats) for k in range(1, len(clicks) + 1)]
+    inputs = predictor.network_inputs(image, clicks)
+    with torch.inference_mode():
+        forward = [_timed(lambda: predictor.model(*inputs)) for _ in range(repeats)]
+    return {"seconds_per_click": summarise([wall for wall, _ in per_click]),
+            "cpu_seconds_per_click": summarise([cpu for _, cpu in per_click]),
+            "forward_seconds": summarise([wall for wall, _ in forward])}
+
+
+def run_runtime_bench(model: torch.nn.Module, arch: str, size: tuple[int, int], n_clicks: int, repeats: int,
+                      runtimes: Sequence[str], calibration: Path, calibration_images: int) -> dict[str, object]:
+    """Every runtime in ``runtimes`` side by side on the CPU (:mod:`fcanet_core.inference.runtime_bench`)."""
+    image, clicks = synthetic_scene(*size, n_clicks)
+    results = compare_runtimes(model, runtimes, image, clicks, repeats,
+                               lambda predictor: time_clicks(predictor, image, clicks, repeats),
+                               calibration, calibration_images)
+    return {"arch": arch, "device": "cpu", "input_size": list(size), "threads": torch.get_num_threads(),
+            "clicks": n_clicks, "repeats": repeats, "runtimes": results, "machine": _machine_now()}
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, object]:
@@ -129,6 +148,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     parser.add_argument("--no-fuse", action="store_true", help="keep BatchNorm layers separate")
     parser.add_argument("--no-channels-last", action="store_true", help="use the default memory format")
     parser.add_argument("--json", type=Path, help="also write the result to this file")
+    runtimes = parser.add_argument_group("runtimes side by side (--runtimes)")
+    runtimes.add_argument("--runtimes", help=f"'all' or comma-separated, from: {', '.join(CANDIDATES)}")
+    runtimes.add_argument("--calibration", type=Path, default=DEFAULT_CALIBRATION,
+                          help="training images for int8 calibration (default %(default)s)")
+    runtimes.add_argument("--calibration-images", type=int, default=16, help="images used to calibrate int8")
     train = parser.add_argument_group("training throughput (--train)")
     train.add_argument("--train", action="store_true", help="bench the training step instead of clicks")
     train.add_argument("--config", default="configs/lite0_main.py", help="training config (default %(default)s)")
@@ -156,6 +180,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     else:
         torch.manual_seed(0)
         model, arch = build_model(args.arch), args.arch
+    if args.runtimes:
+        names = list(CANDIDATES) if args.runtimes == "all" else args.runtimes.split(",")
+        try:
+            result = run_runtime_bench(model, arch, args.size, args.clicks, args.repeats, names, args.calibration,
+                                       args.calibration_images)
+        except ValueError as exc:
+            parser.error(str(exc))
+        result["checkpoint"] = args.checkpoint
+        return _emit(result, args.json)
     result = run_bench(model, arch, args.size, args.device, args.clicks, args.repeats,
                        fuse=not args.no_fuse, channels_last=not args.no_channels_last)
     result["checkpoint"] = args.checkpoint

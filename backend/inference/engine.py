@@ -4,7 +4,10 @@ Exactly one engine per process and model configuration (:func:`get_engine`): in 
 the web process when ``REDIS_URL`` is unset. The model is the registry's current version
 (``ModelRegistry(MODEL_DIR).current()``); :meth:`InferenceEngine.reload_if_changed` swaps in a newly
 promoted version (loaded beside the old one, which keeps serving until the swap). Predictions are
-serialised by a lock, so gunicorn threads may share the engine.
+serialised by a lock, so gunicorn threads may share the engine. ``FCANET_RUNTIME`` picks what runs
+the network (:mod:`fcanet_core.inference.runtime`): each version's ONNX artefact is kept beside its
+checkpoint (or under ``MODEL_DIR/artefacts`` when that folder is read-only); :attr:`InferenceEngine.runtime`
+says what serves and why torch serves instead when the artefact is broken.
 """
 from __future__ import annotations
 
@@ -12,12 +15,16 @@ import logging
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from fcanet_core import Click, Predictor, load_model
+from fcanet_core.modeling.checkpoint import resolve_checkpoint
+from fcanet_core.inference.onnx_export import file_fingerprint
+from fcanet_core.inference.runtime import RuntimeChoice, artefact_path_for, build_predictor
 
 from ..common.lru import LRUCache
 from ..config import Settings
@@ -58,7 +65,7 @@ class InferenceEngine:
         self._lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self._previous: LRUCache[np.ndarray] = LRUCache(PREVIOUS_MASKS if settings.zoom_in else 0)
-        self._version, self._predictor = self._load(self.registry.current())
+        self._version, self._predictor, self._runtime = self._load(self.registry.current())
         self._unloadable: tuple | None = None
 
     @property
@@ -66,15 +73,29 @@ class InferenceEngine:
         """Name of the model version in use."""
         return self._version.name
 
-    def _load(self, version: ModelVersion) -> tuple[ModelVersion, Predictor]:
+    @property
+    def runtime(self) -> RuntimeChoice:
+        """What runs the network of the version in use (and why torch does, after a fallback)."""
+        return self._runtime
+
+    def runtime_state(self) -> dict:
+        """``{"model_version", "runtime", "requested", "artefact", "fallback_reason"}`` of the version in use."""
+        return {"model_version": self.model_version, **self._runtime.as_dict()}
+
+    def _load(self, version: ModelVersion) -> tuple[ModelVersion, Predictor, RuntimeChoice]:
         started = time.perf_counter()
-        model = load_model(version.checkpoint, self.device)
-        predictor = Predictor(model, device=self.device, sis=self.settings.sis, zoom_in=self.settings.zoom_in,
-                              short_side=self.settings.short_side,
-                              max_long_side=self.settings.max_long_side or None)
+        checkpoint = resolve_checkpoint(version.checkpoint)
+        model = load_model(checkpoint, self.device)
+        fingerprint = file_fingerprint(checkpoint)
+        predictor, runtime = build_predictor(
+            model, runtime=self.settings.runtime, device=self.device,
+            artefact=artefact_path_for(checkpoint, fingerprint, Path(self.settings.model_dir) / "artefacts"),
+            fingerprint=fingerprint, sis=self.settings.sis, zoom_in=self.settings.zoom_in,
+            short_side=self.settings.short_side, max_long_side=self.settings.max_long_side or None)
         logger.info("model loaded", extra={"model_version": version.name, "arch": model.arch, "device": self.device,
+                                           "runtime": runtime.runtime, "fallback_reason": runtime.fallback_reason,
                                            "load_s": round(time.perf_counter() - started, 3)})
-        return version, predictor
+        return version, predictor, runtime
 
     def reload_if_changed(self) -> bool:
         """Load the registry's current version if it is not the one in use; True when swapped.
@@ -98,7 +119,7 @@ class InferenceEngine:
                 return False
             with self._lock:
                 old = self._version.name
-                self._version, self._predictor = loaded
+                self._version, self._predictor, self._runtime = loaded
             logger.info("model version switched", extra={"model_version": current.name, "old_version": old})
             return True
 
@@ -151,8 +172,8 @@ def get_engine(settings: Settings) -> InferenceEngine:
     """The process-wide engine for these settings' model configuration (loaded on first use);
     applies ``TORCH_THREADS`` first."""
     apply_torch_threads(settings)
-    key = (settings.model_dir, settings.fcanet_checkpoint, settings.device, settings.sis, settings.zoom_in,
-           settings.short_side, settings.max_long_side)
+    key = (settings.model_dir, settings.fcanet_checkpoint, settings.device, settings.runtime, settings.sis,
+           settings.zoom_in, settings.short_side, settings.max_long_side)
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:

@@ -42,6 +42,7 @@ from ..config import Settings
 from ..storage.registry import ModelRegistry
 from .engine import get_engine
 from .jobs import SEGMENT_FRAME_JOB, SEGMENT_JOB, FrameRequest, SegmentRequest, run_segment, run_segment_frame
+from .runtime_state import worker_runtimes
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +169,8 @@ class Runner(Protocol):
 
     def queue_state(self) -> dict: ...
 
+    def runtime_state(self) -> dict[str, dict]: ...
+
 
 class InProcessRunner:
     """Inference inside the web process (no Redis): the engine is loaded when this is made."""
@@ -207,6 +210,10 @@ class InProcessRunner:
     def queue_state(self) -> dict:
         """No queue: inference runs here."""
         return {"up": True}
+
+    def runtime_state(self) -> dict[str, dict]:
+        """``{"in-process": state}``: the runtime of this process's engine."""
+        return {"in-process": self.engine.runtime_state()}
 
 
 class QueueRunner:
@@ -307,6 +314,13 @@ class QueueRunner:
             return {"up": True, **queue_state(self.health_connection)}
         except RedisError as exc:
             return {"up": False, "detail": unavailable(self.settings, exc).detail}
+
+    def runtime_state(self) -> dict[str, dict]:
+        """``{worker name: state}`` as the live workers published it (empty when Redis does not answer)."""
+        try:
+            return worker_runtimes(self.health_connection)
+        except RedisError:
+            return {}
 
 
 def make_runner(settings: Settings) -> Runner:

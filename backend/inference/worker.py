@@ -36,6 +36,7 @@ about one download period, not one per click.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import Any, Sequence
@@ -49,6 +50,7 @@ from ..config import Settings
 from .engine import InferenceEngine, apply_torch_threads, get_engine
 from .prefetch import Prefetcher
 from .queueing import QUEUE_BATCH, QUEUE_INFERENCE, QUEUE_NAMES, redis_connection, unavailable
+from .runtime_state import forget_runtime, publish_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +80,14 @@ class ResidentWorker(SimpleWorker):
         self._beater = threading.Thread(target=self._beat, name="rq-heartbeat", daemon=True)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
-        """RQ's heartbeat with the key's lifetime capped at ``WORKER_HEARTBEAT_TTL``."""
+        """RQ's heartbeat with the key's lifetime capped at ``WORKER_HEARTBEAT_TTL``; also publishes
+        which runtime serves the model (:mod:`backend.inference.runtime_state`)."""
         super().heartbeat(min(timeout or self.liveness_ttl, self.liveness_ttl), pipeline=pipeline)
+        self._publish_runtime()
+
+    def _publish_runtime(self) -> None:
+        if self.engine is not None:
+            publish_runtime(self.connection, self.name, self.engine.runtime_state(), self.liveness_ttl)
 
     def _beat(self) -> None:
         while not self._stop_beating.wait(self.liveness_ttl / 3):
@@ -115,12 +123,14 @@ class ResidentWorker(SimpleWorker):
             self.prefetcher.shutdown()
         if self._beater.is_alive():
             self._beater.join(timeout=5)
+        with contextlib.suppress(RedisError):
+            forget_runtime(self.connection, self.name)
         super().teardown()
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """Switch to a newly promoted model version if there is one, then run the job."""
-        if self.engine is not None:
-            self.engine.reload_if_changed()
+        if self.engine is not None and self.engine.reload_if_changed():
+            self._publish_runtime()
         super().execute_job(job, queue)
 
 

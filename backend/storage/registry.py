@@ -3,6 +3,7 @@
 Layout::
 
     MODEL_DIR/versions/<name>/model.pt       checkpoint (fcanet_core format, read-only)
+    MODEL_DIR/versions/<name>/model.onnx     its ONNX Runtime artefact (fcanet_core.inference.runtime), when exported
     MODEL_DIR/versions/<name>/version.json   metadata: name, created, parent, data, metrics, recipe
     MODEL_DIR/current.json                    {"current": <name>, "history": [<older names>...]}
 
@@ -85,6 +86,20 @@ def check_loadable(version: ModelVersion) -> None:
     except Exception as exc:  # noqa: BLE001 - whatever is wrong with the file, it is not promoted
         raise RegistryError(f"model version {version.name!r} cannot be loaded from {version.checkpoint} "
                             f"({type(exc).__name__}: {exc}); it was not made current") from None
+def export_artefact(model: Any, checkpoint: Path) -> Path | None:
+    """Export ``model``'s ONNX artefact beside its saved ``checkpoint``; ``None`` (logged) when that fails."""
+    from fcanet_core.inference.onnx_export import ExportError, export_onnx, file_fingerprint
+    from fcanet_core.inference.runtime import default_artefact_path, onnxruntime_available
+
+    if not onnxruntime_available():
+        return None
+    target = default_artefact_path(checkpoint)
+    try:
+        export_onnx(model, target, file_fingerprint(checkpoint))
+    except ExportError as exc:
+        logger.warning("version stored without an ONNX artefact (workers export it again when they load it): %s", exc)
+        return None
+    return target
 
 
 class ModelRegistry:
@@ -167,7 +182,8 @@ class ModelRegistry:
         """Store ``model`` (an FCA-Net with ``.arch``) as a new immutable version; it is not promoted.
 
         The folder is written under a hidden temporary name, synced and renamed into place;
-        an existing name is never overwritten.
+        an existing name is never overwritten. The ONNX artefact is exported into it too (checked
+        against the model); an export that fails is logged and the version is stored without it.
         """
         from fcanet_core import save_checkpoint
 
@@ -183,6 +199,7 @@ class ModelRegistry:
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.versions_dir))
         try:
             save_checkpoint(tmp / CHECKPOINT_FILE, model, arch=model.arch, meta=meta)
+            export_artefact(model, tmp / CHECKPOINT_FILE)
             write_json_atomic(tmp / METADATA_FILE, meta)
             for item in tmp.iterdir():
                 item.chmod(0o444)

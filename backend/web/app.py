@@ -5,7 +5,8 @@ Routes: ``GET /health`` (and ``GET /``), ``POST /setup``, ``POST /predict``, ``P
 Redis, the queues' state), so they answer within Label Studio's 1 s / 3 s limits; with
 ``REDIS_URL`` set no request loads a model or trains in this process (without it the model is
 loaded once, when the app is created). ``/health`` answers 503 ``DOWN`` while Redis is down and
-lists queues no worker serves.
+lists queues no worker serves; ``runtimes`` says what runs the network in each process (a torch
+fallback from a broken ONNX artefact is also a warning).
 
 Errors are JSON ``{"status": <code>, "detail": "<what went wrong>"}``: malformed JSON, fields of the
 wrong type or missing 400, bad credentials 401, image problems 4xx (403 host/path not allowed, 404,
@@ -39,6 +40,7 @@ from ..common.errors import BackendError, BadRequest
 from ..config import Settings, get_settings
 from ..images.hosts import host_allowed
 from ..inference.queueing import Runner, make_runner
+from ..inference.runtime_state import runtime_warnings
 from ..labelstudio.adapter import FCANetBackend
 from ..labelstudio.client import Credentials
 from ..learning.intake import ReconcileThread, WebhookIntake
@@ -167,9 +169,15 @@ def _add_routes(app: Flask, settings: Settings, runner: Runner, metrics: Metrics
                 str(exc) if isinstance(exc, RegistryError) else
                 f"internal error (request {g.get('request_id')}): the backend's log has the details")
             queue, version = {"up": False, "detail": detail}, None
-        answer = {"status": "UP" if queue.pop("up") else "DOWN", "model_class": FCANetBackend.__name__,
+        up = queue.pop("up")
+        answer = {"status": "UP" if up else "DOWN", "model_class": FCANetBackend.__name__,
                   "model_version": version, "inference": "queue" if settings.queued else "in-process",
                   **queue}
+        if up:
+            answer["runtimes"] = runner.runtime_state()
+            fallbacks = runtime_warnings(answer["runtimes"])
+            if fallbacks:
+                answer["warnings"] = [*answer.get("warnings", []), *fallbacks]
         return jsonify(answer), 200 if answer["status"] == "UP" else 503
 
     @app.post("/setup")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -64,26 +64,31 @@ class Predictor:
         zoom_in: with a non-empty previous mask or more than one click, predict on the region
             around them (grown by ``zoom_expansion``, at least ``zoom_min_size`` pixels a side) at
             full network resolution, and paste the result back (probability 0 outside).
-        flip_average: average the probabilities of the image and of its mirror image (one
-            forward pass on a batch of two: more accurate, about twice the network time).
+        flip_average: average the probabilities of the image and of its mirror image (a
+            second forward pass: about twice the network time).
         fuse: fold BatchNorm into the convolutions (same outputs to ~1e-5, faster).
         channels_last: run convolutions in channels-last memory format (faster on CPU).
         max_long_side: the network input's long side is at most this (bounds the pixels of an
             elongated image); ``None`` = no bound (the official pipeline).
+        network: runs instead of the torch model, called like it (e.g. an ONNX Runtime session,
+            :class:`fcanet_core.inference.runtime.OnnxNetwork`); ``model`` then only gives the input scale.
     """
 
     def __init__(self, model: nn.Module, device: str | torch.device | None = None, sis: bool = False,
                  short_side: int | None = None, zoom_in: bool = False, zoom_expansion: float = 1.4,
                  zoom_min_size: int = 200, flip_average: bool = False, fuse: bool = True,
-                 channels_last: bool = True, max_long_side: int | None = None) -> None:
+                 channels_last: bool = True, max_long_side: int | None = None,
+                 network: Callable[..., torch.Tensor] | None = None) -> None:
         if short_side is None:
             short_side = model_input_short_side(model)
         if short_side < 16:
             raise ValueError(f"short_side must be at least 16 pixels, got {short_side}")
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        model = fuse_for_inference(model) if fuse else model.eval()
-        self.model = model.to(self.device, memory_format=self.memory_format)
+        if network is None:
+            model = fuse_for_inference(model) if fuse else model.eval()
+            network = model.to(self.device, memory_format=self.memory_format)
+        self.model = network
         self.sis = sis
         self.short_side = short_side
         self.max_long_side = max_long_side
@@ -148,13 +153,11 @@ class Predictor:
     def probability(self, rgb: np.ndarray, clicks: Sequence[Click]) -> np.ndarray:
         """The official pipeline on a whole RGB uint8 image: float32 probability at its size."""
         inputs = self.network_inputs(rgb, clicks)
-        if self.flip_average:  # the mirror image's distance maps are the mirrored maps
-            inputs = [torch.cat([t, t.flip(-1)]) for t in inputs]
         with torch.inference_mode():
-            logits = self.model(*inputs)
-        prob = torch.sigmoid(logits.float())
-        if self.flip_average:
-            prob = (prob[:1] + prob[1:].flip(-1)) / 2
+            prob = torch.sigmoid(self.model(*inputs).float())
+            if self.flip_average:  # the mirror image's distance maps are the mirrored maps
+                mirror = [t.flip(-1).contiguous(memory_format=self.memory_format) for t in inputs]
+                prob = (prob + torch.sigmoid(self.model(*mirror).float()).flip(-1)) / 2
         return resize_prob(prob[0, 0].cpu().numpy(), rgb.shape[:2])
 
     def network_inputs(self, rgb: np.ndarray, clicks: Sequence[Click]) -> list[torch.Tensor]:

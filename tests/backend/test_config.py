@@ -17,7 +17,7 @@ EVERY_VARIABLE = {
     "VERIFY_SSL": "0", "PREDICT_TIMEOUT": "9.5", "JOB_TIMEOUT": "7", "WORKER_HEARTBEAT_TTL": "4",
     "TRAIN_EVERY_N_EXAMPLES": "5", "LOG_LEVEL": "debug", "LOG_FORMAT": "TEXT", "PORT": "9191", "WORKERS": "2",
     "THREADS": "3", "TORCH_THREADS": "1", "FINETUNE_STEPS": "9", "FCANET_MAX_LONG_SIDE": "1000", "MAX_CLICKS": "7",
-    "PREDICT_REQUEST_TIMEOUT": "8.5",
+    "PREDICT_REQUEST_TIMEOUT": "8.5", "FCANET_RUNTIME": "Torch",
 }
 
 
@@ -38,6 +38,13 @@ def test_every_setting_has_its_variable():
     assert settings.queued
 
 
+def test_runtime_names_are_the_libraries():
+    from backend.config import RUNTIMES
+    from fcanet_core.inference.runtime import RUNTIMES as LIBRARY_RUNTIMES
+
+    assert RUNTIMES == LIBRARY_RUNTIMES and Settings().runtime == "auto"
+
+
 def test_legacy_aliases_and_blank_values():
     settings = Settings.from_env({"LABEL_STUDIO_HOST": "https://ls", "LABEL_STUDIO_ACCESS_TOKEN": "t",
                                   "REDIS_URL": "  "})
@@ -54,6 +61,7 @@ def test_legacy_aliases_and_blank_values():
     ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
     ({"TORCH_THREADS": "-1"}, "TORCH_THREADS must not be negative"),
     ({"FCANET_SHORT_SIDE": "8"}, "FCANET_SHORT_SIDE must be at least 16"),
+    ({"FCANET_RUNTIME": "tensorrt"}, "FCANET_RUNTIME must be one of auto, torch, onnxruntime"),
 ])
 def test_bad_values_name_the_variable(env, message):
     with pytest.raises(ValueError, match=message):

@@ -79,6 +79,36 @@ def test_reload_follows_promotion_and_survives_a_broken_registry(make_settings, 
     assert engine.reload_if_changed() is False and engine.model_version == "tiny-v2"
 
 
+def test_a_version_is_served_by_its_artefact_and_a_broken_one_falls_back_to_torch(make_settings, tmp_path,
+                                                                                  tiny_checkpoint, image, caplog):
+    settings = make_settings(MODEL_DIR=str(tmp_path / "model_data"))
+    registry = ModelRegistry(settings.model_dir, settings.fcanet_checkpoint)
+    model = fcanet_core.load_model(tiny_checkpoint)
+    registry.add_candidate(model, name="tiny-good", parent="tiny-lite0", data={}, metrics={})
+    artefact = tmp_path / "model_data" / "versions" / "tiny-good" / "model.onnx"
+    assert artefact.is_file()                                   # exported at registration
+    registry.promote("tiny-good")
+    engine = InferenceEngine(settings)
+    assert engine.runtime_state() == {"model_version": "tiny-good", "requested": "auto", "runtime": "onnxruntime",
+                                      "artefact": str(artefact), "fallback_reason": None}
+    served, _ = engine.segment(image, [Click(300, 200, True)])
+    reference = fcanet_core.Predictor(model, sis=True, short_side=64).predict(image, [Click(300, 200, True)]).mask
+    assert (served != reference).mean() < 1e-4
+    registry.add_candidate(model, name="tiny-broken", parent="tiny-good", data={}, metrics={})
+    broken = tmp_path / "model_data" / "versions" / "tiny-broken" / "model.onnx"
+    broken.chmod(0o644)
+    broken.write_bytes(broken.read_bytes()[:5000])             # a truncated copy
+    registry.promote("tiny-broken")
+    with caplog.at_level("WARNING"):
+        assert engine.reload_if_changed() is True
+    state = engine.runtime_state()
+    assert state["model_version"] == "tiny-broken" and state["runtime"] == "torch"
+    assert "cannot load" in state["fallback_reason"] and str(broken) in state["fallback_reason"]
+    assert "falling back to the torch runtime" in caplog.text
+    served, _ = engine.segment(image, [Click(300, 200, True)])
+    np.testing.assert_array_equal(served, reference)
+
+
 def test_device_names():
     assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("cpu") == "cpu"

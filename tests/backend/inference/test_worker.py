@@ -5,6 +5,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,3 +63,43 @@ def test_the_worker_switches_to_a_promoted_version(make_settings, redis_url, sta
     second = client.post("/predict", json=click_body).json["results"][0]
     assert second["model_version"] == "tiny-v2"
     assert not np.array_equal(brush_mask(first["result"][0]), brush_mask(second["result"][0]))
+
+
+def _promote_flipped(registry: ModelRegistry, tiny_checkpoint, name: str, parent: str) -> Path:
+    """Store and promote a changed copy of the tiny model; returns its version folder."""
+    model = fcanet_core.load_model(tiny_checkpoint)
+    with torch.no_grad():
+        next(p for p in model.parameters() if p.dim() > 1).mul_(-1.0)
+    registry.add_candidate(model, name=name, parent=parent, data={}, metrics={})
+    return registry.versions_dir / name
+
+
+@pytest.mark.slow
+def test_a_promoted_version_is_served_through_its_onnx_artefact_within_one_click(make_settings, redis_url,
+                                                                                 start_worker, click_body, tmp_path,
+                                                                                 tiny_checkpoint):
+    model_dir = str(tmp_path / "model_data")
+    worker = start_worker({"MODEL_DIR": model_dir})
+    client = create_app(make_settings(REDIS_URL=redis_url, MODEL_DIR=model_dir)).test_client()
+    assert client.post("/predict", json=click_body).json["results"][0]["model_version"] == "tiny-lite0"
+    registry = ModelRegistry(model_dir, str(tiny_checkpoint))
+    folder = _promote_flipped(registry, tiny_checkpoint, "tiny-v2", "tiny-lite0")
+    assert (folder / "model.onnx").is_file()                    # exported when the version was stored
+    registry.promote("tiny-v2")
+    assert client.post("/predict", json=click_body).json["results"][0]["model_version"] == "tiny-v2"
+    (state,) = client.get("/health").json["runtimes"].values()
+    assert state == {"model_version": "tiny-v2", "requested": "auto", "runtime": "onnxruntime",
+                     "artefact": str(folder / "model.onnx"), "fallback_reason": None}
+
+    folder = _promote_flipped(registry, tiny_checkpoint, "tiny-v3", "tiny-v2")
+    (folder / "model.onnx").chmod(0o644)
+    (folder / "model.onnx").write_bytes(b"not an onnx model")   # a broken artefact
+    registry.promote("tiny-v3")
+    answer = client.post("/predict", json=click_body)
+    assert answer.status_code == 200 and answer.json["results"][0]["model_version"] == "tiny-v3"
+    health = client.get("/health").json
+    (state,) = health["runtimes"].values()
+    assert state["model_version"] == "tiny-v3" and state["runtime"] == "torch"
+    assert "cannot load" in state["fallback_reason"]
+    assert any("serves tiny-v3 with torch" in w for w in health["warnings"])
+    assert "falling back to the torch runtime" in worker.log_path.read_text()

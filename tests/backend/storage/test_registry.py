@@ -39,7 +39,7 @@ def test_candidate_is_a_complete_read_only_folder_loadable_with_its_metadata(tmp
     registry = ModelRegistry(tmp_path, "default")
     version = add(registry, tiny_model, "cand-1")
     folder = tmp_path / "versions" / "cand-1"
-    assert sorted(p.name for p in folder.iterdir()) == ["model.pt", "version.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["model.onnx", "model.pt", "version.json"]
     assert all((p.stat().st_mode & 0o222) == 0 for p in folder.iterdir())
     meta = json.loads((folder / "version.json").read_text())
     assert (meta["parent"], meta["metrics"], meta["data"]) == (DEFAULT_NAME, {"noc90": 5.0}, {"project": "1"})

@@ -49,8 +49,13 @@ def test_health_and_root(client):
     for path in ("/health", "/"):
         response = client.get(path)
         assert response.status_code == 200
-        assert response.json == {"status": "UP", "model_class": "FCANetBackend", "model_version": "tiny-lite0",
-                                 "inference": "in-process"}
+        body = response.json
+        runtimes = body.pop("runtimes")
+        assert body == {"status": "UP", "model_class": "FCANetBackend", "model_version": "tiny-lite0",
+                "inference": "in-process"}
+        assert runtimes["in-process"]["model_version"] == "tiny-lite0"
+        assert runtimes["in-process"]["runtime"] == "onnxruntime"             # FCANET_RUNTIME=auto on a CPU
+        assert runtimes["in-process"]["fallback_reason"] is None
 
 
 def test_click_gives_a_brush_mask_at_original_size(client, click_body):

@@ -1,0 +1,37 @@
+"""Which inference runtime serves, per process, for ``/health``.
+
+Each worker writes its engine's :meth:`~backend.inference.InferenceEngine.runtime_state` under
+``fcanet:runtime:<worker name>`` with its heartbeat, the key living as long as the worker's own
+liveness key, so a dead worker drops out. The web process reads them all; a torch fallback (a
+broken or missing ONNX artefact) becomes a ``/health`` warning.
+"""
+from __future__ import annotations
+
+import json
+
+from redis import Redis
+
+KEY_PREFIX = "fcanet:runtime:"
+
+
+def publish_runtime(connection: Redis, worker_name: str, state: dict, ttl: int) -> None:
+    """Store ``state`` for ``worker_name`` for ``ttl`` seconds."""
+    connection.set(KEY_PREFIX + worker_name, json.dumps(state), ex=ttl)
+
+
+def forget_runtime(connection: Redis, worker_name: str) -> None:
+    """Remove a stopping worker's entry."""
+    connection.delete(KEY_PREFIX + worker_name)
+
+
+def worker_runtimes(connection: Redis) -> dict[str, dict]:
+    """``{worker name: runtime state}`` of the workers alive now."""
+    keys = sorted(connection.scan_iter(match=KEY_PREFIX + "*", count=100))
+    values = connection.mget(keys) if keys else []
+    return {key.decode()[len(KEY_PREFIX):]: json.loads(value) for key, value in zip(keys, values) if value}
+
+
+def runtime_warnings(runtimes: dict[str, dict]) -> list[str]:
+    """One warning per process that fell back to torch from the runtime it was asked for."""
+    return [f"{who} serves {state.get('model_version')} with torch (FCANET_RUNTIME={state.get('requested')}): "
+            f"{state['fallback_reason']}" for who, state in runtimes.items() if state.get("fallback_reason")]
