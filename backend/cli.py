@@ -9,6 +9,8 @@
 * ``versions list|promote NAME|rollback``: the model versions (:mod:`backend.storage.registry`).
 * ``fine-tune --project ID [--enqueue]``: fine-tune on a project's examples (:mod:`backend.learning`).
 * ``cron [--schedule EXPR | --interval SECONDS]``: the fine-tuning scheduler (:mod:`backend.learning.schedule`).
+* ``evaluate --dataset DIR [--every K] [--limit N] [--json OUT] [--plot OUT.png]``: the served version
+  measured with the robot user, as served (:mod:`backend.inference.evaluate`).
 
 Every command reads its settings from the environment (:mod:`backend.config`) and returns an exit
 code: 0 success, 1 failure, 2 bad usage or configuration.
@@ -29,6 +31,7 @@ from .autoannotate import annotate as autoannotate
 from .common.errors import BackendError
 from .common.logs import configure_logging
 from .config import Settings, get_settings
+from .inference.evaluate import evaluate_served, plot_report
 from .inference.queueing import QUEUE_BATCH, QUEUE_INFERENCE, QUEUE_TRAINING, unavailable
 from .inference.worker import run_worker
 from .labelstudio.task_selection import TaskFilter
@@ -185,6 +188,28 @@ def _cron(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    report = evaluate_served(get_settings(), args.dataset, args.every, args.limit, args.max_clicks, progress=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.plot:
+        plot_report(report, args.plot)
+    print(json.dumps({k: v for k, v in report.items() if k != "instances"}))
+    return 0
+
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("evaluate", help="NoC of the served version on a labelled dataset, as served")
+    parser.add_argument("--dataset", required=True, help="folder with index.csv or in an official layout")
+    parser.add_argument("--every", type=int, default=1, help="every K-th instance (default 1: all)")
+    parser.add_argument("--limit", type=int, help="at most N instances")
+    parser.add_argument("--max-clicks", type=int, default=20, help="robot clicks per instance (default 20)")
+    parser.add_argument("--json", type=Path, help="write the full report (every instance) here")
+    parser.add_argument("--plot", type=Path, help="write the mIoU curve here (PNG)")
+    parser.set_defaults(func=_evaluate)
+
+
 def _add_cron(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("cron", help="run the scheduler of periodic fine-tuning (rq cron)")
     when = parser.add_mutually_exclusive_group()
@@ -218,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_versions(commands)
     _add_fine_tune(commands)
     _add_cron(commands)
+    _add_evaluate(commands)
     return parser
 
 

@@ -140,6 +140,9 @@ class Settings:
     #: FCANET_ZOOM_IN: after the first click, predict on the region around the clicks and the
     #: previous mask (better detail on large images; off = the official inference).
     zoom_in: bool = False
+    #: FCANET_FLIP_AVERAGE: average the probabilities of the image and its mirror image (a second
+    #: forward pass per click: about twice the network time).
+    flip_average: bool = False
     #: FCANET_SHORT_SIDE: the network sees the image with this short side; unset = the model's own
     #: (512 for the official networks, 352 for the bundled lite0); smaller is faster and coarser.
     short_side: int | None = None
@@ -223,6 +226,11 @@ class Settings:
         """True when inference goes through Redis queues (``REDIS_URL`` set)."""
         return bool(self.redis_url)
 
+    def predictor_options(self) -> dict[str, Any]:
+        """How the backend predicts: the :class:`fcanet_core.Predictor` options these settings ask for."""
+        return {"sis": self.sis, "zoom_in": self.zoom_in, "flip_average": self.flip_average,
+                "short_side": self.short_side, "max_long_side": self.max_long_side or None}
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         """Settings from ``environ`` (default ``os.environ``); a malformed value raises ``ValueError``."""
@@ -251,6 +259,7 @@ class Settings:
             "torch_threads": get("TORCH_THREADS", int),
             "sis": get("FCANET_SIS", parse_bool),
             "zoom_in": get("FCANET_ZOOM_IN", parse_bool),
+            "flip_average": get("FCANET_FLIP_AVERAGE", parse_bool),
             "short_side": get("FCANET_SHORT_SIDE", int),
             "max_long_side": get("FCANET_MAX_LONG_SIDE", int),
             "max_clicks": get("MAX_CLICKS", int),

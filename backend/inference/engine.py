@@ -74,6 +74,11 @@ class InferenceEngine:
         return self._version.name
 
     @property
+    def predictor(self) -> Predictor:
+        """The predictor of the version in use, with the served options and runtime."""
+        return self._predictor
+
+    @property
     def runtime(self) -> RuntimeChoice:
         """What runs the network of the version in use (and why torch does, after a fallback)."""
         return self._runtime
@@ -90,8 +95,7 @@ class InferenceEngine:
         predictor, runtime = build_predictor(
             model, runtime=self.settings.runtime, device=self.device,
             artefact=artefact_path_for(checkpoint, fingerprint, Path(self.settings.model_dir) / "artefacts"),
-            fingerprint=fingerprint, sis=self.settings.sis, zoom_in=self.settings.zoom_in,
-            short_side=self.settings.short_side, max_long_side=self.settings.max_long_side or None)
+            fingerprint=fingerprint, **self.settings.predictor_options())
         logger.info("model loaded", extra={"model_version": version.name, "arch": model.arch, "device": self.device,
                                            "runtime": runtime.runtime, "fallback_reason": runtime.fallback_reason,
                                            "load_s": round(time.perf_counter() - started, 3)})
@@ -172,8 +176,8 @@ def get_engine(settings: Settings) -> InferenceEngine:
     """The process-wide engine for these settings' model configuration (loaded on first use);
     applies ``TORCH_THREADS`` first."""
     apply_torch_threads(settings)
-    key = (settings.model_dir, settings.fcanet_checkpoint, settings.device, settings.runtime, settings.sis,
-           settings.zoom_in, settings.short_side, settings.max_long_side)
+    key = (settings.model_dir, settings.fcanet_checkpoint, settings.device, settings.runtime,
+           *settings.predictor_options().values())
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:

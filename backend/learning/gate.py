@@ -90,8 +90,7 @@ def evaluate_model(model: Any, samples: Sequence[Any], settings: Settings, devic
         the first ``score_clicks`` clicks), ``clicks`` (``score_clicks``), ``spc`` and ``scores``:
         each sample's mean IoU over its first ``score_clicks`` clicks, in the order of ``samples``.
     """
-    predictor = Predictor(model, device=device, sis=settings.sis, zoom_in=settings.zoom_in,
-                          short_side=settings.short_side)
+    predictor = Predictor(model, device=device, **settings.predictor_options())
     result = evaluate(predictor, samples, max_clicks)
     scores = [example_score(inst.ious, score_clicks) for inst in result.instances]
     return {"n": result.n, "noc85": result.noc85, "noc90": result.noc90, "miou_1": result.miou_curve[0],

@@ -10,7 +10,7 @@ from backend.config import LearningConfig, Settings, get_settings
 EVERY_VARIABLE = {
     "MODEL_DIR": "/data/models", "FCANET_CHECKPOINT": "/m.pt", "REDIS_URL": "redis://r:6379/2",
     "LABEL_STUDIO_URL": "http://ls:8080/", "LABEL_STUDIO_API_KEY": "k", "BASIC_AUTH_USER": "u",
-    "BASIC_AUTH_PASS": "p", "DEVICE": "cuda:1", "FCANET_SIS": "false", "FCANET_ZOOM_IN": "yes",
+    "BASIC_AUTH_PASS": "p", "DEVICE": "cuda:1", "FCANET_SIS": "false", "FCANET_ZOOM_IN": "yes", "FCANET_FLIP_AVERAGE": "on",
     "FCANET_SHORT_SIDE": "384", "LOCAL_FILES_DOCUMENT_ROOT": "/files", "ALLOWED_HOSTS": " A.example , b:9000 ",
     "MAX_IMAGE_BYTES": "1000", "MAX_IMAGE_PIXELS": "2000", "IMAGE_CACHE_SIZE": "3", "IMAGE_CACHE_BYTES": "4096",
     "IMAGE_DOWNLOAD_TIMEOUT": "4.5", "MAX_REQUEST_BYTES": "5000",
