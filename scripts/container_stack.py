@@ -51,8 +51,8 @@ sys.path.insert(0, str(REPO_ROOT))
 from backend.bench.annotator import keypoint_region, result_mask  # noqa: E402
 from backend.bench.harness import free_port  # noqa: E402
 from fcanet_core import Click, Predictor, load_model  # noqa: E402
-from fcanet_core.datasets import Sample, load_samples  # noqa: E402
-from fcanet_core.robot import iou  # noqa: E402
+from fcanet_core.data.datasets import Sample, load_samples  # noqa: E402
+from fcanet_core.evaluation.robot import iou  # noqa: E402
 
 COMPOSE_FILES = (REPO_ROOT / "docker" / "docker-compose.yml", REPO_ROOT / "docker" / "docker-compose.cpu.yml")
 SERVICES = ("redis", "web", "inference-worker", "training-worker", "scheduler")

@@ -34,7 +34,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 IMAGES = ("teddy", "banana1", "elefant")
 #: Long enough to click during it, short enough for a test; the gate passes (one robot click).
 RECIPE = {"FINETUNE_STEPS": "40", "FINETUNE_TIME_BUDGET": "0", "FINETUNE_BATCH_SIZE": "2", "FINETUNE_CROP": "64",
-          "EVAL_MAX_CLICKS": "1", "MIN_TRAIN_EXAMPLES": "2", "TRAIN_EVERY_N_EXAMPLES": "3", "TRAIN_LOCK_TTL": "10"}
+          "EVAL_MAX_CLICKS": "1", "MIN_TRAIN_EXAMPLES": "2", "TRAIN_EVERY_N_EXAMPLES": "3", "TRAIN_LOCK_TTL": "10",
+          "GATE_CLICKS": "1", "GATE_MARGIN": "1", "GUARD_MARGIN": "1"}
 TIMEOUT_S = 600.0
 
 
