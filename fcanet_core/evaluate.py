@@ -253,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"--device {device}: no CUDA GPU is available; use --device cpu")
-        samples = load_samples(args.dataset)[::args.every][:args.limit]
+        samples = load_samples(args.dataset, args.limit, args.every)
         model = load_model(args.checkpoint, device)
     except (ValueError, OSError, RuntimeError) as exc:  # bad folder, checkpoint or device name
         logger.error("%s", exc)

@@ -32,11 +32,12 @@ def evaluate_served(settings: Settings, dataset: str | Path, every: int = 1, lim
         ``model_version``, ``runtime`` and the served ``predictor`` options.
 
     Raises:
-        ValueError: an unreadable dataset, or ``every``/``limit``/``max_clicks`` below 1.
+        ValueError: an unreadable dataset, or ``every``/``limit``/``max_clicks`` below 1
+            (:func:`~fcanet_core.data.datasets.load_samples` checks the first two).
     """
-    if every < 1 or max_clicks < 1 or (limit is not None and limit < 1):
-        raise ValueError("every, limit and max_clicks must be at least 1")
-    samples = load_samples(dataset)[::every][:limit]
+    if max_clicks < 1:
+        raise ValueError(f"max_clicks must be at least 1, got {max_clicks}")
+    samples = load_samples(dataset, limit, every)
     engine = InferenceEngine(settings)
     result = evaluate(engine.predictor, samples, max_clicks, progress=progress)
     return {"dataset": str(dataset), "layout": detect_layout(dataset), "model_version": engine.model_version,

@@ -190,12 +190,13 @@ def detect_layout(path: str | Path) -> str:
     return _open(path)[0]
 
 
-def load_samples(path: str | Path, limit: int | None = None) -> list[Sample]:
+def load_samples(path: str | Path, limit: int | None = None, every: int = 1) -> list[Sample]:
     """List the samples of a dataset folder in deterministic sorted order.
 
     Args:
         path: a folder with ``index.csv`` or in one of the official layouts (see module docstring).
-        limit: keep only the first ``limit`` samples (instances, for VOC).
+        limit: keep only the first ``limit`` samples (instances, for VOC) of those taken.
+        every: take every ``every``-th sample (an evenly spread subset), then apply ``limit``.
 
     Returns:
         The samples; their images and masks are read on access.
@@ -205,8 +206,10 @@ def load_samples(path: str | Path, limit: int | None = None) -> list[Sample]:
     """
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be a positive number of samples, got {limit}")
+    if every < 1:
+        raise ValueError(f"every must be at least 1, got {every}")
     layout, listing = _open(path)
-    samples = list(islice(listing, limit))
+    samples = list(islice(islice(listing, None, None, every), limit))
     if not samples:
         raise ValueError(f"dataset folder {path} ({layout} layout) holds no samples")
     logger.info("%s: %d samples (%s layout)", path, len(samples), layout)

@@ -169,3 +169,12 @@ def test_bad_folders_are_clear_errors(tmp_path: Path, grabcut: Path) -> None:
     mismatched = type(sample)("odd", sample.image_path, grabcut / "masks" / "181079.png")
     with pytest.raises(ValueError, match="odd"):
         mismatched.load()
+
+
+def test_every_takes_an_evenly_spread_subset_before_the_limit(shared_dir) -> None:
+    grabcut = shared_dir / "data" / "grabcut"
+    names = [s.name for s in load_samples(grabcut)]
+    assert [s.name for s in load_samples(grabcut, limit=2, every=20)] == [names[0], names[20]]
+    assert [s.name for s in load_samples(grabcut, every=20)] == names[::20]
+    with pytest.raises(ValueError, match="every must be at least 1"):
+        load_samples(grabcut, every=0)
