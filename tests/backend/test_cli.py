@@ -20,13 +20,16 @@ def commands(parser) -> set[str]:
 
 def test_every_documented_command_parses():
     parser = cli.build_parser()
-    assert commands(parser) == {"serve", "worker", "auto-annotate", "versions", "fine-tune", "cron"}
+    assert commands(parser) == {"serve", "worker", "auto-annotate", "versions", "fine-tune", "cron",
+                                "evaluate"}
     args = parser.parse_args(["auto-annotate", "--project", "3", "--no-only-missing", "--filter", "id=1-5",
                               "--no-wait"])
     assert (args.project, args.only_missing, args.filter, args.wait) == (3, False, ["id=1-5"], False)
     assert parser.parse_args(["versions", "promote", "v1"]).name == "v1"
     assert parser.parse_args(["fine-tune", "--project", "2", "--enqueue"]).enqueue
     assert parser.parse_args(["cron", "--interval", "5"]).interval == 5
+    args = parser.parse_args(["evaluate", "--dataset", "data", "--every", "5", "--limit", "20"])
+    assert (args.dataset, args.every, args.limit) == ("data", 5, 20)
     with pytest.raises(SystemExit):
         parser.parse_args(["cron", "--interval", "5", "--schedule", "0 3 * * *"])
 
