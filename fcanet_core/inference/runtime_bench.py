@@ -39,7 +39,7 @@ from .runtime import OnnxNetwork
 logger = logging.getLogger(__name__)
 
 #: Training images the int8 candidate is calibrated on (never the evaluation sets).
-DEFAULT_CALIBRATION = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "train" / "ecssd"
+DEFAULT_CALIBRATION = Path(__file__).resolve().parents[3] / "shared" / "data" / "train" / "ecssd"
 
 
 class Bf16Autocast:
