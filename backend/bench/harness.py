@@ -148,12 +148,24 @@ def _owner_alive(stamp: str) -> bool:
     return True
 
 
+def _usable(conn: redis.Redis, db: int) -> bool:
+    """Whether ``db`` (``conn``'s) may be claimed: see :func:`claim_redis_db`."""
+    owner = conn.get(REDIS_OWNER_KEY)
+    if owner is not None and _owner_alive(owner.decode()):
+        return False
+    own = conn.client_id()
+    if any(int(client["db"]) == db and int(client["id"]) != own for client in conn.client_list()):
+        return False  # e.g. a worker that outlived the run that claimed the db
+    return owner is not None or conn.dbsize() == 0
+
+
 def claim_redis_db(url: str) -> str:
     """Claim a Redis db for this process: emptied, and marked with :data:`REDIS_OWNER_KEY`.
 
     ``url`` names a server (``redis://host:port``: the first usable db of :data:`CLAIMABLE_DBS`)
-    or one db (``redis://host:port/N``). A db is usable when it is empty or was claimed by a
-    process that is gone; a db holding someone else's keys or claimed by a live process is not.
+    or one db (``redis://host:port/N``). A db is usable when no other connection uses it and it is
+    empty or was claimed by a process that is gone; a db holding someone else's keys, claimed by a
+    live process, or still used by a connection (a worker that outlived its owner) is not.
 
     Returns:
         The URL of the claimed db; :func:`release_redis_db` empties it again.
@@ -168,15 +180,9 @@ def claim_redis_db(url: str) -> str:
     stamp = f"{socket.gethostname()}:{os.getpid()}"
     try:
         for db in dbs:
-            conn = redis.Redis.from_url(f"{server}/{db}", socket_connect_timeout=2)
-            owner = conn.get(REDIS_OWNER_KEY)
-            if owner is not None and _owner_alive(owner.decode()):
-                continue
-            if owner is None and conn.dbsize() > 0:
-                continue
-            conn.flushdb()
-            if conn.set(REDIS_OWNER_KEY, stamp, nx=True):
-                return f"{server}/{db}"
+            with redis.Redis.from_url(f"{server}/{db}", socket_connect_timeout=2) as conn:
+                if _usable(conn, db) and conn.flushdb() and conn.set(REDIS_OWNER_KEY, stamp, nx=True):
+                    return f"{server}/{db}"
     except redis.RedisError as exc:
         raise ValueError(f"Redis does not answer at {server}: {exc}") from None
     raise ValueError(f"no usable Redis db at {server} among {dbs}: each holds other data or is in use")
@@ -184,7 +190,8 @@ def claim_redis_db(url: str) -> str:
 
 def release_redis_db(url: str) -> None:
     """Empty a db claimed with :func:`claim_redis_db`."""
-    redis.Redis.from_url(url).flushdb()
+    with redis.Redis.from_url(url) as conn:
+        conn.flushdb()
 
 # ------------------------------------------------------------------------------- images
 
