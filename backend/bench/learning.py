@@ -42,7 +42,7 @@ import numpy as np
 from label_studio_sdk.converter.brush import mask2rle
 
 from ..config import Settings
-from fcanet_core.cli import machine_info, run_report, timing_summary
+from fcanet_core.cli import EXIT_BAD_INPUT, machine_info, run_report, setup_logging, timing_summary
 
 from .harness import SHARED, ImageServer, bench_parser
 
@@ -171,10 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; prints the JSON report. Exit 0 on success, 1 on failure, 2 on bad input."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     if args.annotations < 4 or args.eval < 1:
         logger.error("need at least 4 annotations and 1 evaluation image")
-        return 2
+        return EXIT_BAD_INPUT
     for flag, var in RECIPE_FLAGS.items():
         value: Any = getattr(args, flag)
         if value is not None:

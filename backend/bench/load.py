@@ -61,7 +61,7 @@ from fcanet_core.data.datasets import Sample, load_samples
 from fcanet_core.evaluation.robot import iou
 
 from .annotator import LABEL_CONFIG, keypoint_region, result_mask, robot_click
-from fcanet_core.cli import free_port, machine_info, run_report, timing_summary
+from fcanet_core.cli import free_port, machine_info, run_report, setup_logging, timing_summary
 
 from .harness import (DEFAULT_REDIS_URL, SHARED, ImageServer, ManagedProcess, bench_parser, claim_redis_db,
                       release_redis_db, web_process, worker_process)
@@ -331,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the bench; prints the JSON report. Exit 0 on success, 1 on errors, 2 on bad input."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging()
     return run_report(lambda: run_bench(args.annotators, args.clicks, args.images, args.redis_url, args.url,
                                         args.limit_images, args.log_dir, args.torch_threads),
                       args.json, logger, failed=lambda report: bool(report["errors"]))
