@@ -93,8 +93,8 @@ def machine_info() -> dict[str, object]:
     import torch
 
     from .training.step import native_cpu_bf16
-    return {"cpu_model": _cpu_model(), "cores": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "native_bf16": native_cpu_bf16(), "platform": platform.platform(), "python": platform.python_version(),
+    return {"cpu_model": _cpu_model(), "cores": os.cpu_count(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": native_cpu_bf16(), "platform": platform.platform(), "python": platform.python_version(),
             "torch": torch.__version__, "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
 
 

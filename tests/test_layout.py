@@ -34,16 +34,15 @@ TESTED_ELSEWHERE = {
     "backend/labelstudio/adapter.py": "tests/backend/web/test_app.py and tests/e2e",
     "backend/learning/intake.py": "tests/backend/conftest.py, tests/backend/scenarios/test_durability.py",
     "backend/learning/state.py": "tests/backend/learning/test_finetune.py",
-    "backend/storage/setup_credentials.py": "tests/backend/web/test_app.py, tests/backend/scenarios/test_truthful_state.py",
+    "backend/storage/setup_credentials.py":
+        "tests/backend/web/test_app.py, tests/backend/scenarios/test_truthful_state.py",
     "fcanet_core/inference/onnx_export.py": "tests/core/inference/test_runtime.py",
     "fcanet_core/inference/runtime_bench.py": "tests/core/test_bench.py",
     "fcanet_core/inference/runtime_check.py": "tests/core/inference/test_runtime.py",
     "fcanet_core/modeling/fcanet.py": "tests/core/modeling/test_model_official.py",
-    "fcanet_core/modeling/fuse.py": "tests/core/modeling/test_checkpoint.py, tests/core/modeling/test_model_official.py",
     "fcanet_core/modeling/heads.py": "tests/core/modeling/test_model_official.py",
     "fcanet_core/modeling/res2net.py": "tests/core/modeling/test_model_official.py",
     "fcanet_core/modeling/resnet.py": "tests/core/modeling/test_model_official.py",
-    "fcanet_core/training/data.py": "tests/core/training/test_batches.py, tests/core/training/test_sampling.py",
     "fcanet_core/training/finetune.py": "tests/backend/learning/test_finetune.py",
     "fcanet_core/training/trainer.py": "tests/core/test_train.py (the command's runs are the trainer's)",
 }
