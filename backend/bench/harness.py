@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import logging
 import os
 import signal
@@ -21,14 +20,13 @@ import time
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
 
-import numpy as np
 import redis
 import requests
 
-from fcanet_core.bench import machine_info as core_machine_info
+from fcanet_core.cli import free_port  # noqa: F401  (the port helper of the harness's users)
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +42,6 @@ STARTUP_TIMEOUT_S = 240.0
 
 
 # ----------------------------------------------------------------------------- processes
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @dataclass
 class ManagedProcess:
@@ -225,45 +216,6 @@ class ImageServer:
 
 
 # ----------------------------------------------------------------------------- reports
-
-def percentiles_ms(seconds: Sequence[float]) -> dict[str, float]:
-    """p50, p95, mean and max of durations, in milliseconds (zeros for none)."""
-    if not seconds:
-        return {"p50": 0.0, "p95": 0.0, "mean": 0.0, "max": 0.0}
-    ms = np.asarray(seconds, dtype=np.float64) * 1000.0
-    return {"p50": round(float(np.percentile(ms, 50)), 2), "p95": round(float(np.percentile(ms, 95)), 2),
-            "mean": round(float(ms.mean()), 2), "max": round(float(ms.max()), 2)}
-
-
-def machine_info() -> dict:
-    """CPU model, core count and platform of this machine."""
-    info = core_machine_info()
-    return {"cpu": info["cpu_model"], "cores": info["cores"], "platform": info["platform"]}
-
-
-def run_report(produce: Callable[[], dict], json_path: Path | None,
-               failed: Callable[[dict], bool] = lambda _: False) -> int:
-    """Run a benchmark and print its JSON report (also written to ``json_path``).
-
-    Returns:
-        The exit status: 0, 1 when it raised ``RuntimeError`` or ``failed(report)``, 2 on bad input
-        (``ValueError``, ``FileNotFoundError``).
-    """
-    try:
-        report = produce()
-    except (ValueError, FileNotFoundError) as exc:
-        logger.error("%s", exc)
-        return 2
-    except RuntimeError as exc:
-        logger.error("%s", exc)
-        return 1
-    text = json.dumps(report, indent=2)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(text + "\n")
-    sys.stdout.write(text + "\n")
-    return 1 if failed(report) else 0
-
 
 def bench_parser(prog: str, doc: str) -> argparse.ArgumentParser:
     """A benchmark's command line, described by the first paragraph of ``doc``, with ``--json OUT``."""
