@@ -28,7 +28,6 @@ WITHOUT_BEHAVIOUR = {
 #: a test module of its own, and then leaves this list (the test below fails on a stale entry).
 TESTED_ELSEWHERE = {
     "backend/bench/annotator.py": "tests/backend/labelstudio/test_prompts.py and the e2e tests use it",
-    "backend/bench/harness.py": "tests/backend/conftest.py and the scenario tests run on it",
     "backend/bench/learning.py": "tests/e2e (the learning benchmark's documented run)",
     "backend/inference/prefetch.py": "tests/backend/scenarios/test_edges.py",
     "backend/labelstudio/adapter.py": "tests/backend/web/test_app.py and tests/e2e",
