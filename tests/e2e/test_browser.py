@@ -52,9 +52,14 @@ def chrome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 def _wait(condition: Callable[[], Any], what: str, timeout: float) -> Any:
     """Poll ``condition`` until it returns something truthy; AssertionError naming ``what`` after ``timeout``."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = condition()
+        try:
+            value = condition()
+        except StaleElementReferenceException:  # the page re-rendered under the lookup: look again
+            value = None
         if value:
             return value
         time.sleep(0.5)
@@ -100,6 +105,8 @@ def _sent_clicks(chrome) -> list[dict]:
     return bodies
 
 
+#: The task's image as the page shows it (Label Studio loads it as a blob).
+SHOWN_IMAGE = "return Array.from(document.images).find(i => i.src.startsWith('blob:') && i.width > 100) || null;"
 SUGGESTED_BRUSHES = """
 const annotation = Htx.annotationStore.selected;
 return Array.from(annotation.suggestions.values()).filter(r => r.type === 'brushregion').map(r => Array.from(r.rle));
@@ -119,10 +126,10 @@ def test_smart_keypoint_click_in_the_labeling_page_gives_the_librarys_mask(
 
     _log_in(chrome, label_studio.url)
     chrome.get(f"{label_studio.url}/projects/{project.id}/data?task={project.tasks[IMAGE]}")
-    shown = _wait(lambda: [e for e in chrome.find_elements(By.TAG_NAME, "img")
-                           if (e.get_attribute("src") or "").startswith("blob:") and e.rect["width"] > 100],
-                  "the task's image on the labeling page", PAGE_TIMEOUT_S)[0]
+    _wait(lambda: chrome.execute_script(SHOWN_IMAGE) and len(chrome.find_elements(By.TAG_NAME, "canvas")) >= 5,
+          "the task's image and its canvas layers on the labeling page", PAGE_TIMEOUT_S)
     _pick_smart_keypoint(chrome)
+    shown = chrome.execute_script(SHOWN_IMAGE)
     box = shown.rect
     ActionChains(chrome).move_to_element_with_offset(
         shown, int(box["width"] * (CLICK_AT[0] - 0.5)), int(box["height"] * (CLICK_AT[1] - 0.5))).click().perform()
