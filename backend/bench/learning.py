@@ -39,11 +39,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from label_studio_sdk.converter.brush import mask2rle
 
 from ..config import Settings
 from fcanet_core.cli import EXIT_BAD_INPUT, machine_info, run_report, setup_logging, timing_summary
 
+from ..labelstudio.brush import mask_to_rle
 from .harness import SHARED, ImageServer, bench_parser
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def annotation_event(template: dict, annotation_id: int, image_url: str, mask: n
     payload["annotation"].update(id=annotation_id, task=annotation_id, project=PROJECT_ID)
     region = payload["annotation"]["result"][0]
     region.update(original_width=int(mask.shape[1]), original_height=int(mask.shape[0]))
-    region["value"]["rle"] = mask2rle(mask.astype(np.uint8) * 255)
+    region["value"]["rle"] = mask_to_rle(mask.astype(np.uint8) * 255)
     return payload
 
 
