@@ -26,11 +26,11 @@ from fcanet_core.data.datasets import Sample, load_samples
 from tests.e2e.conftest import Served
 from tests.e2e.test_learning import annotation_result
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
 ANNOTATIONS, OTHERS = 20, 5
 PROMOTION_WITHIN_S = 600.0
 FEWER_CLICKS = 0.10
+#: Label Studio's and serve.sh's start, the promotion, then two models on the other horses.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(PROMOTION_WITHIN_S + 900)]
 
 
 @pytest.fixture
