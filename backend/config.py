@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping, TypeVar
 
+from .common.gate_rule import GateRule
+
 T = TypeVar("T")
 
 #: FCANET_RUNTIME values (those of :data:`fcanet_core.inference.runtime.RUNTIMES`, kept here so settings load without torch).
@@ -61,8 +63,8 @@ class LearningConfig:
     #: FINETUNE_ROBOT_ROUNDS: up to this many robot clicks on the model's own current predictions
     #: per training step (iterative training, as in the main recipe); 0 = simulated clicks only.
     robot_rounds: int = 0
-    #: GATE_CLICKS, GATE_CONFIDENCE, GATE_MARGIN, GUARD_MARGIN: the promotion rule
-    #: (:class:`backend.learning.evidence.GateRule`).
+    #: GATE_CLICKS, GATE_CONFIDENCE, GATE_MARGIN, GUARD_MARGIN: the promotion rule's numbers
+    #: (:attr:`gate_rule`; bounds in :class:`backend.common.gate_rule.GateRule`).
     gate_clicks: int = 5
     gate_confidence: float = 0.95
     gate_margin: float = 0.01
@@ -84,10 +86,13 @@ class LearningConfig:
             raise ValueError(f"FINETUNE_LR must be positive, got {self.lr}")
         if self.robot_rounds < 0:
             raise ValueError(f"FINETUNE_ROBOT_ROUNDS must not be negative, got {self.robot_rounds}")
-        if self.gate_clicks < 1 or not 0.5 < self.gate_confidence < 1.0 or min(self.gate_margin, self.guard_margin) < 0:
-            raise ValueError("GATE_CLICKS must be positive, GATE_CONFIDENCE in (0.5, 1), GATE_MARGIN and GUARD_MARGIN "
-                             f"not negative; got {self.gate_clicks}, {self.gate_confidence}, {self.gate_margin}, "
-                             f"{self.guard_margin}")
+        self.gate_rule  # the rule's own bounds (GateRule raises on GATE_* / GUARD_MARGIN out of range)
+
+    @property
+    def gate_rule(self) -> GateRule:
+        """The promotion rule with these numbers (bootstrap seeded with ``seed``)."""
+        return GateRule(clicks=self.gate_clicks, confidence=self.gate_confidence, margin=self.gate_margin,
+                        guard_margin=self.guard_margin, seed=self.seed)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "LearningConfig":

@@ -17,9 +17,10 @@ Fine-tuning knobs are environment variables read once into ``Settings.learning``
 (:class:`backend.config.LearningConfig`). The jobs are enqueued by the names this package gives
 them (``backend.learning.collect``, ``backend.learning.remove``, ``backend.learning.fine_tune``).
 """
+from ..common.gate_rule import GateRule
 from .events import collect, handle_event, remove
 from .finetune import fine_tune
-from .evidence import GateRule, decide
+from .evidence import decide
 from .gate import evaluate_model, split_examples
 from .local import wait_local_jobs
 from .state import KEY_PREFIX, RESULT_TTL, example_store, load_state, new_examples, training_dir

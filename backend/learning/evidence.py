@@ -22,6 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..common.gate_rule import GateRule
+
 
 class Verdict(StrEnum):
     """What the paired comparison on the project's held-out examples says."""
@@ -29,32 +31,6 @@ class Verdict(StrEnum):
     BETTER = "better"
     WORSE = "worse"
     INCONCLUSIVE = "inconclusive"
-
-
-@dataclass(frozen=True)
-class GateRule:
-    """The rule's numbers (``GATE_*`` / ``GUARD_MARGIN`` settings)."""
-
-    #: Robot clicks whose IoUs are averaged into an example's score.
-    clicks: int = 5
-    #: One-sided confidence of the bootstrap bounds.
-    confidence: float = 0.95
-    #: Largest mean loss of score tolerated when the evidence is inconclusive.
-    margin: float = 0.01
-    #: Largest mean loss of score tolerated on the guard set, whatever the project's gain.
-    guard_margin: float = 0.02
-    #: Fewer paired examples than this never make a confident call.
-    min_confident: int = 5
-    resamples: int = 2000
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.clicks < 1 or self.resamples < 1 or self.min_confident < 2:
-            raise ValueError("GATE_CLICKS, resamples must be positive and min_confident at least 2")
-        if not 0.5 < self.confidence < 1.0:
-            raise ValueError(f"GATE_CONFIDENCE must lie in (0.5, 1), got {self.confidence}")
-        if self.margin < 0 or self.guard_margin < 0:
-            raise ValueError("GATE_MARGIN and GUARD_MARGIN must not be negative")
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from ..inference.queueing import redis_connection
 from ..labelstudio.annotations import project_key
 from ..storage.examples import Example
 from ..storage.registry import ModelRegistry, RegistryError, utc_now
-from .gate import evaluate_model, gate_evidence, gate_rule, guard_dir, snapshot, split_examples, without_scores
+from .gate import evaluate_model, gate_evidence, guard_dir, snapshot, split_examples, without_scores
 from .lock import training_lock
 from .state import example_store, load_state, new_examples, pending_key, save_state, training_dir
 from .status import Reason, RunStatus
@@ -114,7 +114,7 @@ class _FineTune:
         if not train_set or not holdout:
             return self._skip("examples changed while snapshotting; nothing left on one side", len(examples), 0)
         parent = self.registry.current()
-        rule = gate_rule(self.cfg)
+        rule = self.cfg.gate_rule
         eval_samples = load_samples(run_dir / "holdout")
         guard = load_samples(guard_dir(self.cfg))
         bundled = self.registry.default

@@ -17,7 +17,8 @@ from fcanet_core.evaluate import evaluate
 
 from ..config import LearningConfig, Settings
 from ..storage.examples import Example
-from .evidence import GateRule, compare, decide, example_score
+from ..common.gate_rule import GateRule
+from .evidence import compare, decide, example_score
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +69,6 @@ def snapshot(examples: Sequence[Example], folder: Path) -> list[Example]:
 
 #: The forgetting guard bundled with the default model (``scripts/make_guard_set.py``).
 BUNDLED_GUARD = DEFAULT_CHECKPOINT.parent / "guard"
-
-
-def gate_rule(cfg: LearningConfig) -> GateRule:
-    """The promotion rule with the numbers of ``Settings.learning``."""
-    return GateRule(clicks=cfg.gate_clicks, confidence=cfg.gate_confidence, margin=cfg.gate_margin,
-                    guard_margin=cfg.guard_margin, seed=cfg.seed)
 
 
 def guard_dir(cfg: LearningConfig) -> Path:

@@ -5,6 +5,7 @@ from dataclasses import fields
 
 import pytest
 
+from backend.common.gate_rule import GateRule
 from backend.config import LearningConfig, Settings, get_settings
 
 EVERY_VARIABLE = {
@@ -95,5 +96,8 @@ def test_get_settings_reads_the_environment_once(monkeypatch):
                                     "GUARD_MARGIN": "0.05", "GUARD_DIR": "/data/guard"})
     assert (gate.gate_clicks, gate.gate_confidence, gate.gate_margin, gate.guard_margin, gate.guard_dir) == (
         3, 0.9, 0.02, 0.05, "/data/guard")
+    assert gate.gate_rule == GateRule(clicks=3, confidence=0.9, margin=0.02, guard_margin=0.05, seed=0)
     with pytest.raises(ValueError, match="GATE_CONFIDENCE"):
         LearningConfig.from_env({"GATE_CONFIDENCE": "1.2"})
+    with pytest.raises(ValueError, match="GUARD_MARGIN"):
+        LearningConfig.from_env({"GUARD_MARGIN": "-0.1"})

@@ -27,6 +27,12 @@ Session fixtures
     ``grabcut`` -> ``dict[str, fcanet_core.data.datasets.Sample]``
         The shared GrabCut pairs by name (``"teddy"``, ``"banana1"``, …).
 
+    ``serve`` -> ``serve(recipe: dict[str, str]) -> ContextManager[Served]``
+        ``bash scripts/serve.sh`` as users run it (web process, click worker, low-priority training
+        worker) on a free port and a Redis db of its own, against the session's Label Studio, with
+        ``recipe`` added to its environment; :class:`Served` has ``url``, ``redis_url``,
+        ``model_dir``, ``process``.
+
     ``make_project`` -> ``make_project(names, label_config=LABEL_CONFIG, connect=True,
     local_files=False, title=None) -> Project``
         A new project with the named GrabCut images as tasks (uploaded through the API, or from a
@@ -41,13 +47,14 @@ The robot-annotator helpers live in :mod:`backend.bench.annotator` (shared with 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 import pytest
 import requests
@@ -180,6 +187,16 @@ class Project:
 
 
 @dataclass
+class Served:
+    """A running ``bash scripts/serve.sh``."""
+
+    url: str
+    redis_url: str
+    model_dir: Path
+    process: ManagedProcess
+
+
+@dataclass
 class Backend:
     """The backend's web process and inference worker, and the environment they run with."""
 
@@ -298,6 +315,31 @@ def start_worker(backend: Backend,
     yield start
     for service in started:
         service.stop()
+
+
+@pytest.fixture
+def serve(label_studio: LabelStudio, tmp_path: Path) -> Callable[[dict[str, str]], ContextManager[Served]]:
+    """Factory of ``bash scripts/serve.sh`` runs (see the module docstring)."""
+
+    @contextlib.contextmanager
+    def start(recipe: dict[str, str]) -> Iterator[Served]:
+        redis_url = claim_redis_db(os.environ.get("FCANET_TEST_REDIS", "redis://127.0.0.1:6379"))
+        port = free_port()
+        env = dict(os.environ, REDIS_URL=redis_url, LABEL_STUDIO_URL=label_studio.url,
+                   LABEL_STUDIO_API_KEY=label_studio.token, MODEL_DIR=str(tmp_path / "model_data"),
+                   HOST="127.0.0.1", PORT=str(port), PYTHONUNBUFFERED="1", **recipe)
+        process = _start(ManagedProcess("serve.sh", ["bash", str(REPO_ROOT / "scripts" / "serve.sh")], env,
+                                        tmp_path / "serve.log"))
+        url = f"http://127.0.0.1:{port}"
+        try:
+            process.wait_until(lambda: not requests.get(f"{url}/health", timeout=2).json()["warnings"],
+                               "workers on every queue")
+            yield Served(url, redis_url, tmp_path / "model_data", process)
+        finally:
+            process.stop()
+            release_redis_db(redis_url)
+
+    return start
 
 
 @pytest.fixture(scope="session")

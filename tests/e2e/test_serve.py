@@ -9,24 +9,20 @@ fine-tuning (``TRAIN_EVERY_N_EXAMPLES=3``) and Start Training follows at once.
 """
 from __future__ import annotations
 
-import os
 import time
 import uuid
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import pytest
 import redis
-import requests
 
 from backend.bench.annotator import keypoint_region
-from backend.bench.harness import REPO_ROOT, ManagedProcess, claim_redis_db, free_port, release_redis_db
 from backend.learning import KEY_PREFIX
 from backend.storage.registry import ModelRegistry
 from fcanet_core import next_click
 from fcanet_core.data.datasets import Sample
+from tests.e2e.conftest import Served
 from tests.e2e.test_learning import annotation_result
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -39,32 +35,11 @@ RECIPE = {"FINETUNE_STEPS": "40", "FINETUNE_TIME_BUDGET": "0", "FINETUNE_BATCH_S
 TIMEOUT_S = 600.0
 
 
-@dataclass
-class Served:
-    url: str
-    redis_url: str
-    model_dir: Path
-    process: ManagedProcess
-
-
 @pytest.fixture
-def served(label_studio, tmp_path: Path) -> Iterator[Served]:
-    """``bash scripts/serve.sh`` on a free port, its Redis db claimed for this test."""
-    redis_url = claim_redis_db(os.environ.get("FCANET_TEST_REDIS", "redis://127.0.0.1:6379"))
-    port = free_port()
-    env = dict(os.environ, REDIS_URL=redis_url, LABEL_STUDIO_URL=label_studio.url,
-               LABEL_STUDIO_API_KEY=label_studio.token, MODEL_DIR=str(tmp_path / "model_data"), HOST="127.0.0.1",
-               PORT=str(port), PYTHONUNBUFFERED="1", **RECIPE)
-    process = ManagedProcess("serve.sh", ["bash", str(REPO_ROOT / "scripts" / "serve.sh")], env,
-                             tmp_path / "serve.log").start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        process.wait_until(lambda: not requests.get(f"{url}/health", timeout=2).json()["warnings"],
-                           "workers on every queue")
-        yield Served(url, redis_url, tmp_path / "model_data", process)
-    finally:
-        process.stop()
-        release_redis_db(redis_url)
+def served(serve) -> Iterator[Served]:
+    """``bash scripts/serve.sh`` with the short recipe."""
+    with serve(RECIPE) as running:
+        yield running
 
 
 def test_clicks_answer_while_a_model_trains_and_training_runs_once(served: Served, ls_api,
