@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import requests
 
 from .annotator import LABEL_CONFIG
-from .harness import REPO_ROOT, ManagedProcess, free_port
+from .harness import REPO_ROOT, STARTUP_TIMEOUT_S, ManagedProcess, free_port
 
 LS_USER = "admin@example.com"
 LS_PASSWORD = "e2e-admin-pass-123"
@@ -143,9 +143,10 @@ def label_studio_process(scratch: Path) -> tuple[ManagedProcess, str, Path]:
     return process, url, document_root
 
 
-def wait_for_label_studio(process: ManagedProcess, url: str, document_root: Path) -> LabelStudio:
+def wait_for_label_studio(process: ManagedProcess, url: str, document_root: Path,
+                          timeout: float = STARTUP_TIMEOUT_S) -> LabelStudio:
     """Wait until the started ``process`` answers and the admin token logs in; the server."""
-    process.wait_http(f"{url}/health")
+    process.wait_http(f"{url}/health", timeout)
     server = LabelStudio(url, LS_TOKEN, document_root, process)
     process.wait_until(lambda: server.api.request("GET", "/api/current-user/whoami")["email"] == LS_USER,
                        "token login")

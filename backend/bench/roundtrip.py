@@ -46,6 +46,8 @@ from .labelstudio_server import LabelStudioAPI, label_studio_process, wait_for_l
 logger = logging.getLogger(__name__)
 
 DEFAULT_IMAGES = SHARED / "data" / "grabcut"
+#: Seconds Label Studio and the serve command get to start (minutes on a busy 2-core machine).
+STARTUP_S = 900.0
 
 
 def annotate(api: LabelStudioAPI, ml_id: int, task_id: int, sample: Sample, n_clicks: int) -> dict:
@@ -123,7 +125,7 @@ def run_bench(images: Path, limit_images: int, clicks: int, redis_server: str, l
         if label_studio_url is None:
             process, label_studio_url, root = label_studio_process(scratch / "label-studio")
             stack.callback(process.stop)
-            token = wait_for_label_studio(process.start(), label_studio_url, root).token
+            token = wait_for_label_studio(process.start(), label_studio_url, root, STARTUP_S).token
         elif not token:
             raise ValueError("--label-studio-token is required with --label-studio-url")
         redis_url = claim_redis_db(redis_server)
@@ -131,7 +133,7 @@ def run_bench(images: Path, limit_images: int, clicks: int, redis_server: str, l
         serve, url = serve_process(label_studio_url, token, redis_url, scratch)
         stack.callback(serve.stop)
         serve.start().wait_until(lambda: not requests.get(f"{url}/health", timeout=2).json()["warnings"],
-                                 "workers on every queue")
+                                 "workers on every queue", STARTUP_S)
         api = LabelStudioAPI(label_studio_url, token)
         project = api.create_project(f"roundtrip-{uuid.uuid4().hex[:8]}")
         tasks = api.upload_images(project, [s.image_path for s in samples])
