@@ -117,7 +117,7 @@ class OnnxNetwork:
 
 @dataclass(frozen=True)
 class RuntimeChoice:
-    """What runs a predictor's network: ``runtime`` (``torch`` | ``onnxruntime``), the ``requested``
+    """What runs a predictor's network: ``runtime`` (``torch`` | ``onnxruntime`` | ``openvino``), the ``requested``
     setting, the ``artefact`` file, and why torch serves instead (``fallback_reason``)."""
 
     requested: str
