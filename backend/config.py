@@ -133,7 +133,8 @@ class Settings:
     #: (the version's ONNX artefact in fp32, exported when missing; a broken one falls back to torch,
     #: logged and shown in /health).
     runtime: str = "auto"
-    #: TORCH_THREADS: CPU threads of each inference process (torch, ONNX Runtime, OpenVINO); 0 = torch's default (all cores).
+    #: TORCH_THREADS: CPU threads of each inference process (torch, ONNX Runtime, OpenVINO);
+    #: 0 = torch's default (all cores).
     #: Set 1 when several workers share a small CPU: oversubscribed threads stall each other.
     torch_threads: int = 0
     #: FCANET_SIS: keep only mask components that contain a positive click.

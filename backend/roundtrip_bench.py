@@ -1,4 +1,5 @@
-"""``python -m backend.roundtrip_bench``: the click round trip through a real Label Studio (:mod:`backend.bench.roundtrip`)."""
+"""``python -m backend.roundtrip_bench``: the click round trip through a real Label Studio
+(:mod:`backend.bench.roundtrip`)."""
 import sys
 
 from .bench.roundtrip import main

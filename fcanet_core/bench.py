@@ -152,7 +152,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     parser.add_argument("--no-channels-last", action="store_true", help="use the default memory format")
     parser.add_argument("--json", type=Path, help="also write the result to this file")
     runtimes = parser.add_argument_group("runtimes side by side (--runtimes)")
-    runtimes.add_argument("--runtimes", help=f"'all' ({', '.join(ALL_CANDIDATES)}) or comma-separated, from: {', '.join(CANDIDATES)}")
+    runtimes.add_argument("--runtimes",
+                          help=f"'all' ({', '.join(ALL_CANDIDATES)}) or comma-separated, from: {', '.join(CANDIDATES)}")
     runtimes.add_argument("--calibration", type=Path, default=DEFAULT_CALIBRATION,
                           help="training images for int8 calibration (default %(default)s)")
     runtimes.add_argument("--calibration-images", type=int, default=16, help="images used to calibrate int8")

@@ -164,7 +164,8 @@ def run_bench(images: Path, limit_images: int, clicks: int, redis_server: str, l
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = bench_parser("python -m backend.roundtrip_bench", __doc__)
-    parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="image/ground-truth folder (default %(default)s)")
+    parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES,
+                        help="image/ground-truth folder (default %(default)s)")
     parser.add_argument("--limit-images", type=int, default=5, help="images clicked (default 5), one more warms up")
     parser.add_argument("--clicks", type=int, default=20, help="clicks per image (default 20)")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="Redis server; the bench claims a db of its own")

@@ -26,9 +26,9 @@ Prompt rules (``params.context.result`` of ``/predict``):
   ``original_height`` finite positive numbers; anything else is a 400 (:class:`PromptError`).
 
 Output: a ``brushlabels`` result (RLE of a 0/255 mask of exactly ``original_height ×
-original_width``, the bytes of ``label_studio_sdk.converter.brush.mask2rle``: :mod:`.brush_rle`) for the labeling config's
-BrushLabels control on that image, or ``polygonlabels`` results (one polygon per outer contour, in
-percent) when the image has a PolygonLabels control instead. With several such controls, the one
+original_width``, the bytes of ``label_studio_sdk.converter.brush.mask2rle``: :mod:`.brush_rle`)
+for the labeling config's BrushLabels control on that image, or ``polygonlabels`` results (one
+polygon per outer contour, in percent) when the image has a PolygonLabels control instead. With several such controls, the one
 that lists the clicked label wins, BrushLabels before PolygonLabels.
 """
 from __future__ import annotations

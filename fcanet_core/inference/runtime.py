@@ -153,7 +153,7 @@ _RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
 def open_artefact(network: nn.Module, path: str | Path, fingerprint: str, threads: int = 0,
                   runtime: str = "onnxruntime") -> OnnxNetwork | OpenVinoNetwork:
-    """The checked ``runtime`` network of ``network``'s artefact at ``path``, exported there first when missing or stale.
+    """The checked ``runtime`` network of ``network``'s artefact at ``path`` (exported first when missing or stale).
 
     An artefact exported from another checkpoint (other fingerprint) is exported again; one that
     the runtime cannot load or that does not reproduce ``network`` on a probe raises
@@ -169,7 +169,8 @@ def open_artefact(network: nn.Module, path: str | Path, fingerprint: str, thread
         try:
             loaded = make(path, threads)
         except Exception as exc:                   # the runtimes' load errors derive from Exception only
-            raise ArtefactError(f"{_RUNTIME_NAMES[runtime]} cannot load {path}: {type(exc).__name__}: {exc}".strip()) from exc
+            reason = f"{_RUNTIME_NAMES[runtime]} cannot load {path}: {type(exc).__name__}: {exc}"
+            raise ArtefactError(reason.strip()) from exc
         if loaded.fingerprint == fingerprint:
             try:
                 compare_logits(loaded.run_numpy, network, LOAD_CHECK_SIZES)

@@ -51,7 +51,8 @@ from typing import Callable, Iterator, Sequence
 import pytest
 
 from backend.bench.annotator import LABEL_CONFIG
-from backend.bench.harness import ManagedProcess, claim_redis_db, free_port, release_redis_db, web_process, worker_process
+from backend.bench.harness import (ManagedProcess, claim_redis_db, free_port, release_redis_db, web_process,
+                                   worker_process)
 from backend.bench.labelstudio_server import LabelStudio, LabelStudioAPI, label_studio_process, wait_for_label_studio
 from fcanet_core.data.datasets import Sample, load_samples
 
