@@ -27,6 +27,8 @@ from typing import Any, Sequence
 
 from redis.exceptions import RedisError
 
+from fcanet_core.cli import BAD_INPUT, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, write_json
+
 from .autoannotate import annotate as autoannotate
 from .common.errors import BackendError
 from .common.logs import configure_logging
@@ -56,9 +58,9 @@ def _serve(args: argparse.Namespace) -> int:
                        "threads": args.threads or settings.threads, "worker_class": "gthread",
                        "timeout": int(settings.predict_timeout) + 30}
             _gunicorn_app(BaseApplication, options).run()
-            return 0
+            return EXIT_OK
     create_app(settings).run(host=host, port=port, threaded=True)
-    return 0
+    return EXIT_OK
 
 
 def _gunicorn_app(base: type, options: dict[str, Any]) -> Any:
@@ -80,7 +82,7 @@ def _gunicorn_app(base: type, options: dict[str, Any]) -> Any:
 def _worker(args: argparse.Namespace) -> int:
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     run_worker(get_settings(), queues, burst=args.burst, name=args.name)
-    return 0
+    return EXIT_OK
 
 
 def _auto_annotate(args: argparse.Namespace) -> int:
@@ -89,7 +91,7 @@ def _auto_annotate(args: argparse.Namespace) -> int:
                                      center_click=args.center_click, wait=args.wait, job_timeout=args.job_timeout)
     report = summary.to_dict()
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        write_json(report, args.json)
     print(f"project {report['project']} (model {report['model_version']}, {report['mode']}, "
           f"{report['workers']} worker(s)): {report['done']} done, {report['skipped']} skipped, "
           f"{report['failed']} failed, {report['pending']} pending, {report['filtered_out']} filtered out "
@@ -98,7 +100,7 @@ def _auto_annotate(args: argparse.Namespace) -> int:
         print(f"  skipped {n}: {reason}")
     for failure in report["failures"]:
         print(f"  failed task {failure['task_id']}: {failure['reason']}")
-    return 1 if report["failed"] or (args.wait and report["pending"]) else 0
+    return EXIT_FAILED if report["failed"] or (args.wait and report["pending"]) else EXIT_OK
 
 
 def _add_auto_annotate(commands: argparse._SubParsersAction) -> None:
@@ -134,17 +136,17 @@ def _versions_list(args: argparse.Namespace) -> int:
         decision = {k: gate[k] for k in ("promote", "verdict", "why") if k in gate}
         rows.append({**asdict(version), "current": version.name == current, "decision": decision or None})
     print(json.dumps(rows, indent=1))
-    return 0
+    return EXIT_OK
 
 
 def _versions_promote(args: argparse.Namespace) -> int:
     print(json.dumps({"current": _registry().promote(args.name).name}))
-    return 0
+    return EXIT_OK
 
 
 def _versions_rollback(args: argparse.Namespace) -> int:
     print(json.dumps({"current": _registry().rollback().name}))
-    return 0
+    return EXIT_OK
 
 
 def _add_versions(commands: argparse._SubParsersAction) -> None:
@@ -165,7 +167,7 @@ def _fine_tune(args: argparse.Namespace) -> int:
     else:
         result = fine_tune(args.project, Reason.MANUAL, settings)
     print(json.dumps(result, indent=1))
-    return 0 if result.get("status") != RunStatus.SKIPPED or args.enqueue else 1
+    return EXIT_OK if result.get("status") != RunStatus.SKIPPED or args.enqueue else EXIT_FAILED
 
 
 def _add_fine_tune(commands: argparse._SubParsersAction) -> None:
@@ -185,18 +187,17 @@ def _cron(args: argparse.Namespace) -> int:
         scheduler.start()
     except RedisError as exc:
         raise unavailable(settings, exc) from None
-    return 0
+    return EXIT_OK
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     report = evaluate_served(get_settings(), args.dataset, args.every, args.limit, args.max_clicks, progress=True)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(report, args.json)
     if args.plot:
         plot_report(report, args.plot)
     print(json.dumps({k: v for k, v in report.items() if k != "instances"}))
-    return 0
+    return EXIT_OK
 
 
 def _add_evaluate(commands: argparse._SubParsersAction) -> None:
@@ -253,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = get_settings()
     except ValueError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     configure_logging(settings.log_level, settings.log_format)
     args = build_parser().parse_args(argv)
     try:
@@ -261,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BackendError as exc:
         logger.error("command failed", extra={"command": args.command, "detail": exc.detail})
         print(f"error: {exc.detail}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
+        return EXIT_FAILED
+    except BAD_INPUT as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT

@@ -8,15 +8,13 @@ jobs, start it with ``OMP_WAIT_POLICY=PASSIVE`` (OpenMP threads that spin-wait s
 core is taken).
 """
 from fcanet_core.train import TrainConfig
+from fcanet_core.training.data import CropSpec
 
 CONFIG = TrainConfig(
     arch="lite0",
     train_dirs=("../shared/data/train/ecssd", "../shared/data/train/coco"),
     pretrained=True,
-    crop=256,
-    short_side=352,
-    scale_range=(0.7, 1.4),
-    flip=True,
+    view=CropSpec(crop=256, short_side=352, scale_range=(0.7, 1.4), flip=True),
     batch_size=8,
     max_steps=3400,
     time_budget_s=6600,

@@ -27,8 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .cli import run_action
-from .train import TrainConfig
+from .cli import run_action, write_json
+from .training.config import TrainConfig, config_keys
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +57,11 @@ def load_arms(path: str | Path) -> tuple[TrainConfig, dict[str, dict[str, Any]]]
         raise ValueError(f"{path} defines no BASE TrainConfig")
     if not isinstance(arms, dict) or not arms:
         raise ValueError(f"{path} defines no ARMS mapping")
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
     for name, overrides in arms.items():
-        unknown = set(overrides) - fields
+        unknown = set(overrides) - config_keys()
         if unknown:
             raise ValueError(f"arm {name!r}: unknown config fields {sorted(unknown)}")
-    return TrainConfig(**dataclasses.asdict(base)), arms
+    return TrainConfig.from_mapping(dataclasses.asdict(base)), arms
 
 
 def arm_config(base: TrainConfig, overrides: dict[str, Any], run: ArmRun) -> TrainConfig:
@@ -82,7 +81,7 @@ def run_arm(name: str, config: TrainConfig, run: ArmRun, folder: Path) -> dict[s
         return json.loads(result_path.read_text())
     folder.mkdir(parents=True, exist_ok=True)
     config_path = folder / "config.json"  # JSON is YAML to load_config, and it writes tuples as lists
-    config_path.write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    write_json(config.flat(), config_path)
     env = {**os.environ, "OMP_NUM_THREADS": str(run.threads), "OMP_WAIT_POLICY": "PASSIVE"}
     state = folder / "train" / "last.pt"
     if state.is_file():  # an interrupted arm continues its own run
@@ -103,7 +102,7 @@ def run_arm(name: str, config: TrainConfig, run: ArmRun, folder: Path) -> dict[s
             if done.returncode != 0:
                 raise RuntimeError(f"arm {name!r}: {argv[2]} exited with {done.returncode} (see {folder / 'log.txt'})")
     result = _summary(name, config, folder)
-    result_path.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, result_path)
     return result
 
 
@@ -179,11 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         run = ArmRun(args.init, args.budget, args.threads, args.dataset, args.max_clicks)
         report = run_ablation(args.arms, run, args.out, args.parallel)
         if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(report, indent=2) + "\n")
+            write_json(report, args.json)
         return markdown_table(report)
 
-    return run_action(action, logger, errors=(ValueError, OSError, RuntimeError))
+    return run_action(action, logger)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,8 @@ of these networks does not depend on their weights.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import statistics
+import logging
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -26,6 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from .cli import machine_info, run_report, timing_summary
 from .clicks import Click
 from .inference.predictor import Predictor
 from .inference.runtime_bench import ALL_CANDIDATES, CANDIDATES, DEFAULT_CALIBRATION, compare_runtimes
@@ -33,7 +32,8 @@ from .modeling import MODEL_BUILDERS, build_model
 from .modeling.checkpoint import load_model
 from .train import load_config
 from .training.bench import VARIANTS, run_train_bench
-from .training.step import native_cpu_bf16
+
+logger = logging.getLogger(__name__)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -59,30 +59,6 @@ def synthetic_scene(height: int, width: int, n_clicks: int, seed: int = 0) -> tu
     return image, clicks
 
 
-def summarise(seconds: Sequence[float]) -> dict[str, float]:
-    """Median, mean, 90th percentile and count of timings."""
-    return {
-        "median": statistics.median(seconds),
-        "mean": statistics.fmean(seconds),
-        "p90": float(np.percentile(seconds, 90)),
-        "n": len(seconds),
-    }
-
-
-def machine_info() -> dict[str, object]:
-    """CPU model (from /proc/cpuinfo), core count and software versions."""
-    cpu = platform.processor() or "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {"cpu_model": cpu, "cores": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "native_bf16": native_cpu_bf16(),
-            "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__}
-
-
 def _timed(fn: Callable[[], object]) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process) of one call."""
     wall, cpu = time.perf_counter(), time.process_time()
@@ -106,7 +82,7 @@ def run_bench(model: torch.nn.Module, arch: str, size: tuple[int, int], device: 
         "clicks": n_clicks,
         "repeats": repeats,
         **time_clicks(predictor, image, clicks, repeats),
-        "machine": _machine_now(),
+        "machine": machine_info(),
     }
 
 
@@ -118,9 +94,9 @@ def time_clicks(predictor: Predictor, image: np.ndarray, clicks: Sequence[Click]
     inputs = predictor.network_inputs(image, clicks)
     with torch.inference_mode():
         forward = [_timed(lambda: predictor.model(*inputs)) for _ in range(repeats)]
-    result = {"seconds_per_click": summarise([wall for wall, _ in per_click]),
-              "cpu_seconds_per_click": summarise([cpu for _, cpu in per_click]),
-              "forward_seconds": summarise([wall for wall, _ in forward])}
+    result = {"seconds_per_click": timing_summary([wall for wall, _ in per_click]),
+              "cpu_seconds_per_click": timing_summary([cpu for _, cpu in per_click]),
+              "forward_seconds": timing_summary([wall for wall, _ in forward])}
     # what a click costs beyond the network: resize, click maps, sigmoid, resize back, threshold, SIS
     result["overhead_seconds_per_click"] = result["seconds_per_click"]["median"] - result["forward_seconds"]["median"]
     return result
@@ -134,11 +110,11 @@ def run_runtime_bench(model: torch.nn.Module, arch: str, size: tuple[int, int], 
                                lambda predictor: time_clicks(predictor, image, clicks, repeats),
                                calibration, calibration_images)
     return {"arch": arch, "device": "cpu", "input_size": list(size), "threads": torch.get_num_threads(),
-            "clicks": n_clicks, "repeats": repeats, "runtimes": results, "machine": _machine_now()}
+            "clicks": n_clicks, "repeats": repeats, "runtimes": results, "machine": machine_info()}
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, object]:
-    """Command-line entry point; prints and returns the JSON result."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point: prints the JSON result; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m fcanet_core.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--arch", choices=sorted(MODEL_BUILDERS), default="lite0",
                         help="architecture with random weights (ignored with --checkpoint)")
@@ -169,15 +145,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
         parser.error("--clicks, --repeats and --steps must be at least 1, --warmup at least 0")
     if args.threads:
         torch.set_num_threads(args.threads)
+    return run_report(lambda: _run(args), args.json, logger)
+
+
+def _run(args: argparse.Namespace) -> dict[str, object]:
+    """The report the command line asks for."""
     if args.train:
         config = load_config(args.config)
         if args.threads:
             config = config.replace(num_threads=args.threads)
-        try:
-            result = run_train_bench(config, args.variants.split(","), args.steps, args.warmup, args.device)
-        except ValueError as exc:
-            parser.error(str(exc))
-        return _emit({**result, "config": args.config, "machine": _machine_now()}, args.json)
+        result = run_train_bench(config, args.variants.split(","), args.steps, args.warmup, args.device)
+        return {**result, "config": args.config, "machine": machine_info()}
     if args.checkpoint:
         model = load_model(args.checkpoint)
         arch = model.arch
@@ -186,34 +164,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
         model, arch = build_model(args.arch), args.arch
     if args.runtimes:
         names = ALL_CANDIDATES if args.runtimes == "all" else args.runtimes.split(",")
-        try:
-            result = run_runtime_bench(model, arch, args.size, args.clicks, args.repeats, names, args.calibration,
-                                       args.calibration_images)
-        except ValueError as exc:
-            parser.error(str(exc))
-        result["checkpoint"] = args.checkpoint
-        return _emit(result, args.json)
-    result = run_bench(model, arch, args.size, args.device, args.clicks, args.repeats,
-                       fuse=not args.no_fuse, channels_last=not args.no_channels_last)
-    result["checkpoint"] = args.checkpoint
-    return _emit(result, args.json)
-
-
-def _machine_now() -> dict[str, object]:
-    """:func:`machine_info` plus the 1-minute load average (other work slows a bench down)."""
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {**machine_info(), "load_average_1min": load}
-
-
-def _emit(result: dict[str, object], path: Path | None) -> dict[str, object]:
-    """Print ``result`` as JSON, also write it to ``path`` when given; return it."""
-    text = json.dumps(result, indent=2)
-    print(text)
-    if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")
-    return result
+        result = run_runtime_bench(model, arch, args.size, args.clicks, args.repeats, names, args.calibration,
+                                   args.calibration_images)
+    else:
+        result = run_bench(model, arch, args.size, args.device, args.clicks, args.repeats,
+                           fuse=not args.no_fuse, channels_last=not args.no_channels_last)
+    return {**result, "checkpoint": args.checkpoint}
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -242,22 +242,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import torch
 
+    from .cli import BAD_INPUT, EXIT_BAD_INPUT, EXIT_OK, setup_logging, write_json
     from .data.datasets import detect_layout, load_samples
     from .inference.predictor import Predictor
     from .modeling.checkpoint import load_model
 
+    setup_logging()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"--device {device}: no CUDA GPU is available; use --device cpu")
         samples = load_samples(args.dataset, args.limit, args.every)
         model = load_model(args.checkpoint, device)
-    except (ValueError, OSError, RuntimeError) as exc:  # bad folder, checkpoint or device name
+    except (*BAD_INPUT, RuntimeError) as exc:  # bad folder, checkpoint or device name
         logger.error("%s", exc)
-        return 2
+        return EXIT_BAD_INPUT
     predictor = Predictor(model, sis=args.sis, short_side=args.short_side, zoom_in=args.zoom_in,
                           flip_average=args.flip)
     result = evaluate(predictor, samples, args.max_clicks, progress=True)
@@ -277,14 +278,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         **result.to_dict(args.target_iou),
     }
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(report, args.json)
     if args.plot:
         title = f"{Path(args.dataset).name}: NoC@85 {result.noc85:.2f}, NoC@90 {result.noc90:.2f}"
         plot_curve(result.miou_curve, args.plot, title)
     summary = {k: v for k, v in report.items() if k != "instances"}
     sys.stdout.write(json.dumps(summary) + "\n")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .cli import run_action
 from .data.datasets import Sample, load_samples
 
 logger = logging.getLogger(__name__)
@@ -88,11 +89,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pick", type=_pick, action="append", required=True, help="FOLDER:INSTANCES")
     parser.add_argument("--seed", type=int, default=2026)
     args = parser.parse_args(argv)
-    rng = np.random.default_rng(args.seed)
-    samples = [s for folder, count in args.pick for s in carve(folder, count, rng)]
-    index = write_split(samples, args.out)
-    print(f"{index}: {len(samples)} instances from {len({s.image_path for s in samples})} images")
-    return 0
+
+    def action() -> str:
+        rng = np.random.default_rng(args.seed)
+        samples = [s for folder, count in args.pick for s in carve(folder, count, rng)]
+        index = write_split(samples, args.out)
+        return f"{index}: {len(samples)} instances from {len({s.image_path for s in samples})} images"
+
+    return run_action(action, logger)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = config.replace(time_budget_s=args.time_budget)
         return train(config, args.out, device=args.device, resume=args.resume, init=args.init)
 
-    return run_action(action, logger, errors=(ValueError,))
+    return run_action(action, logger)
 
 
 if __name__ == "__main__":

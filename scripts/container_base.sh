@@ -28,6 +28,8 @@ if ! podman image exists "$ROOTFS_TAG"; then
     echo "debootstrap of Debian bookworm ($MIRROR) for $ROOTFS_TAG" >&2
     debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$work/rootfs" "$MIRROR" \
         >"$work/debootstrap.log" 2>&1 || { tail -n 20 "$work/debootstrap.log" >&2; exit 1; }
+    # What the official slim images leave out too: documentation, manual pages, translations, apt's caches.
+    rm -rf "$work"/rootfs/usr/share/{doc,man,info,locale}/* "$work"/rootfs/var/cache/apt/* "$work"/rootfs/var/lib/apt/lists/*
     tar -C "$work/rootfs" -c . | podman import - "$ROOTFS_TAG" >/dev/null
     rm -rf "$work/rootfs"
 fi

@@ -267,7 +267,7 @@ def check_click(url: str, reference: Path, image_url: str, sample: Sample, predi
 
 def webhook_body(reference: Path, image_url: str, sample: Sample) -> dict:
     """Label Studio's captured ANNOTATION_CREATED webhook, with ``sample``'s mask on ``image_url``."""
-    from label_studio_sdk.converter.brush import mask2rle
+    from backend.labelstudio.brush import mask_to_rle
 
     body = json.loads((reference / "labelstudio" / "webhook_annotation_created.json").read_text())
     gt = sample.gt
@@ -275,7 +275,7 @@ def webhook_body(reference: Path, image_url: str, sample: Sample) -> dict:
     body["task"]["data"] = {"image": image_url}
     region = body["annotation"]["result"][0]
     region.update(original_width=width, original_height=height)
-    region["value"]["rle"] = mask2rle((gt == 1).astype(np.uint8) * 255)
+    region["value"]["rle"] = mask_to_rle((gt == 1).astype(np.uint8) * 255)
     return body
 
 

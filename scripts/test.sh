@@ -5,7 +5,10 @@
 # constraints.txt; when changed), makes sure a Redis answers on
 # 127.0.0.1:6379 (installs redis-server with apt-get and starts it when missing), installs
 # Label Studio for the end-to-end tests into .cache/label-studio-venv (reused when present),
-# then runs pytest over tests/ (or over the given pytest arguments). Needs the PyPI registry (and Debian's for redis-server) on a first run.
+# then runs pytest over tests/ (or over the given pytest arguments). The browser test installs
+# chromium and chromium-driver with apt-get when missing (tests/support/browser.py), the container
+# test podman (scripts/container_test.sh); each skips with its reason where that cannot be done.
+# Needs the PyPI registry (and Debian's for redis-server) on a first run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_common.sh

@@ -6,9 +6,10 @@ import uuid
 from typing import Sequence
 
 import numpy as np
-from label_studio_sdk.converter.brush import decode_rle
 
 from fcanet_core import Click, next_click
+
+from ..labelstudio.brush import decode_rle
 
 #: The labeling config of the interactive setup: smart keypoints in, brush mask out, label "Object".
 LABEL_CONFIG = """<View>

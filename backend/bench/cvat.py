@@ -32,7 +32,7 @@ import base64
 import dataclasses
 import io
 import json
-import statistics
+import logging
 import sys
 import time
 from pathlib import Path
@@ -43,17 +43,19 @@ import torch
 from PIL import Image
 
 from fcanet_core import next_click
+from fcanet_core.cli import machine_info, run_report, timing_summary
 from fcanet_core.data.datasets import load_samples
 
 from ..config import Settings, get_settings
 from ..cvat.interactor import CvatInteractor, mask_json, parse_request
 from ..images.frames import get_frame_decoder, place_prompt
 from ..inference.engine import get_engine
-from .harness import machine_info, run_report
 from .load import DEFAULT_IMAGES
 
 DEFAULT_SIZES = "683x512,1920x1080"
 JPEG_QUALITY = 90
+
+logger = logging.getLogger(__name__)
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -86,7 +88,7 @@ def median_ms(run: Callable[[], object], repeat: int) -> float:
         started = time.perf_counter()
         run()
         times.append(time.perf_counter() - started)
-    return round(1000 * statistics.median(times), 2)
+    return timing_summary(times, in_ms=True)["median"]
 
 
 def measure_frame(body: dict, settings: Settings, repeat: int) -> dict:
@@ -151,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    return run_report(lambda: run_bench(args.sizes, args.repeat, args.images), args.json)
+    return run_report(lambda: run_bench(args.sizes, args.repeat, args.images), args.json, logger)
 
 
 if __name__ == "__main__":

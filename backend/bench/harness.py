@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import logging
 import os
 import signal
@@ -21,14 +20,13 @@ import time
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
 
-import numpy as np
 import redis
 import requests
 
-from fcanet_core.bench import machine_info as core_machine_info
+from fcanet_core.cli import free_port  # noqa: F401  (the port helper of the harness's users)
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +42,6 @@ STARTUP_TIMEOUT_S = 240.0
 
 
 # ----------------------------------------------------------------------------- processes
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @dataclass
 class ManagedProcess:
@@ -148,12 +139,24 @@ def _owner_alive(stamp: str) -> bool:
     return True
 
 
+def _usable(conn: redis.Redis, db: int) -> bool:
+    """Whether ``db`` (``conn``'s) may be claimed: see :func:`claim_redis_db`."""
+    owner = conn.get(REDIS_OWNER_KEY)
+    if owner is not None and _owner_alive(owner.decode()):
+        return False
+    own = conn.client_id()
+    if any(int(client["db"]) == db and int(client["id"]) != own for client in conn.client_list()):
+        return False  # e.g. a worker that outlived the run that claimed the db
+    return owner is not None or conn.dbsize() == 0
+
+
 def claim_redis_db(url: str) -> str:
     """Claim a Redis db for this process: emptied, and marked with :data:`REDIS_OWNER_KEY`.
 
     ``url`` names a server (``redis://host:port``: the first usable db of :data:`CLAIMABLE_DBS`)
-    or one db (``redis://host:port/N``). A db is usable when it is empty or was claimed by a
-    process that is gone; a db holding someone else's keys or claimed by a live process is not.
+    or one db (``redis://host:port/N``). A db is usable when no other connection uses it and it is
+    empty or was claimed by a process that is gone; a db holding someone else's keys, claimed by a
+    live process, or still used by a connection (a worker that outlived its owner) is not.
 
     Returns:
         The URL of the claimed db; :func:`release_redis_db` empties it again.
@@ -168,15 +171,9 @@ def claim_redis_db(url: str) -> str:
     stamp = f"{socket.gethostname()}:{os.getpid()}"
     try:
         for db in dbs:
-            conn = redis.Redis.from_url(f"{server}/{db}", socket_connect_timeout=2)
-            owner = conn.get(REDIS_OWNER_KEY)
-            if owner is not None and _owner_alive(owner.decode()):
-                continue
-            if owner is None and conn.dbsize() > 0:
-                continue
-            conn.flushdb()
-            if conn.set(REDIS_OWNER_KEY, stamp, nx=True):
-                return f"{server}/{db}"
+            with redis.Redis.from_url(f"{server}/{db}", socket_connect_timeout=2) as conn:
+                if _usable(conn, db) and conn.flushdb() and conn.set(REDIS_OWNER_KEY, stamp, nx=True):
+                    return f"{server}/{db}"
     except redis.RedisError as exc:
         raise ValueError(f"Redis does not answer at {server}: {exc}") from None
     raise ValueError(f"no usable Redis db at {server} among {dbs}: each holds other data or is in use")
@@ -184,7 +181,8 @@ def claim_redis_db(url: str) -> str:
 
 def release_redis_db(url: str) -> None:
     """Empty a db claimed with :func:`claim_redis_db`."""
-    redis.Redis.from_url(url).flushdb()
+    with redis.Redis.from_url(url) as conn:
+        conn.flushdb()
 
 # ------------------------------------------------------------------------------- images
 
@@ -218,45 +216,6 @@ class ImageServer:
 
 
 # ----------------------------------------------------------------------------- reports
-
-def percentiles_ms(seconds: Sequence[float]) -> dict[str, float]:
-    """p50, p95, mean and max of durations, in milliseconds (zeros for none)."""
-    if not seconds:
-        return {"p50": 0.0, "p95": 0.0, "mean": 0.0, "max": 0.0}
-    ms = np.asarray(seconds, dtype=np.float64) * 1000.0
-    return {"p50": round(float(np.percentile(ms, 50)), 2), "p95": round(float(np.percentile(ms, 95)), 2),
-            "mean": round(float(ms.mean()), 2), "max": round(float(ms.max()), 2)}
-
-
-def machine_info() -> dict:
-    """CPU model, core count and platform of this machine."""
-    info = core_machine_info()
-    return {"cpu": info["cpu_model"], "cores": info["cores"], "platform": info["platform"]}
-
-
-def run_report(produce: Callable[[], dict], json_path: Path | None,
-               failed: Callable[[dict], bool] = lambda _: False) -> int:
-    """Run a benchmark and print its JSON report (also written to ``json_path``).
-
-    Returns:
-        The exit status: 0, 1 when it raised ``RuntimeError`` or ``failed(report)``, 2 on bad input
-        (``ValueError``, ``FileNotFoundError``).
-    """
-    try:
-        report = produce()
-    except (ValueError, FileNotFoundError) as exc:
-        logger.error("%s", exc)
-        return 2
-    except RuntimeError as exc:
-        logger.error("%s", exc)
-        return 1
-    text = json.dumps(report, indent=2)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(text + "\n")
-    sys.stdout.write(text + "\n")
-    return 1 if failed(report) else 0
-
 
 def bench_parser(prog: str, doc: str) -> argparse.ArgumentParser:
     """A benchmark's command line, described by the first paragraph of ``doc``, with ``--json OUT``."""

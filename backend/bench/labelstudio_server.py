@@ -15,8 +15,10 @@ from typing import Any, Sequence
 
 import requests
 
+from fcanet_core.cli import free_port
+
 from .annotator import LABEL_CONFIG
-from .harness import REPO_ROOT, STARTUP_TIMEOUT_S, ManagedProcess, free_port
+from .harness import REPO_ROOT, STARTUP_TIMEOUT_S, ManagedProcess
 
 LS_USER = "admin@example.com"
 LS_PASSWORD = "e2e-admin-pass-123"

@@ -19,13 +19,13 @@ the fine-tuned candidate. ``--steps``, ``--time-budget``, ``--lr``, ``--batch-si
 JSON report (stdout, and ``--json``)::
 
     {"data", "annotations", "eval_images", "checkpoint",
-     "webhook": {"requests", "accepted", "latency_ms": {"p50", "p95", "max"}}, "collect_s",
+     "webhook": {"requests", "accepted", "latency_ms": {"n", "mean", "median", "p90", "p95", "max"}}, "collect_s",
      "fine_tune": {"status", "version", "wall_s", "train_seconds", "steps", "holdout_fraction",
                    "gate_max_clicks", "gate": {"before", "after"},
                    "decision": {"promote", "verdict", "why", "rule", "project", "guard", "guard_set"}, "recipe"},
      "eval": {"before": {"n", "noc85", "noc90", "miou_1", "spc"}, "after": {...},
               "noc90_fewer_clicks_pct", "noc85_fewer_clicks_pct"},
-     "machine": {"cpu", "cores", "platform", "torch_threads", "nice", "loadavg_start", "loadavg_end"}}
+     "machine": {fcanet_core.cli.machine_info's keys, "torch_threads", "nice", "loadavg_start", "loadavg_end"}}
 """
 from __future__ import annotations
 
@@ -39,10 +39,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from label_studio_sdk.converter.brush import mask2rle
 
 from ..config import Settings
-from .harness import SHARED, ImageServer, bench_parser, machine_info, percentiles_ms, run_report
+from fcanet_core.cli import EXIT_BAD_INPUT, machine_info, run_report, setup_logging, timing_summary
+
+from ..labelstudio.brush import mask_to_rle
+from .harness import SHARED, ImageServer, bench_parser
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +64,7 @@ def annotation_event(template: dict, annotation_id: int, image_url: str, mask: n
     payload["annotation"].update(id=annotation_id, task=annotation_id, project=PROJECT_ID)
     region = payload["annotation"]["result"][0]
     region.update(original_width=int(mask.shape[1]), original_height=int(mask.shape[0]))
-    region["value"]["rle"] = mask2rle(mask.astype(np.uint8) * 255)
+    region["value"]["rle"] = mask_to_rle(mask.astype(np.uint8) * 255)
     return payload
 
 
@@ -131,7 +133,7 @@ def run(data: Path, annotations: int, eval_images: int, checkpoint: str, seed: i
     return {
         "data": str(data), "annotations": annotations, "eval_images": len(held), "checkpoint": checkpoint,
         "seed": seed, "webhook": {"requests": len(feed), "accepted": accepted, "stored_examples": stored,
-                                  "latency_ms": percentiles_ms(latencies)},
+                                  "latency_ms": timing_summary(latencies, in_ms=True)},
         "collect_s": round(collect_s, 1),
         "fine_tune": {"status": summary["status"], "version": summary["version"], "parent": summary["parent"],
                       "wall_s": round(fine_tune_wall, 1), "train_seconds": meta.get("train_seconds"),
@@ -169,14 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; prints the JSON report. Exit 0 on success, 1 on failure, 2 on bad input."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     if args.annotations < 4 or args.eval < 1:
         logger.error("need at least 4 annotations and 1 evaluation image")
-        return 2
+        return EXIT_BAD_INPUT
     for flag, var in RECIPE_FLAGS.items():
         value: Any = getattr(args, flag)
         if value is not None:
             os.environ[var] = str(value)  # read into Settings.learning
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="fcanet-learning-bench-"))
     return run_report(lambda: run(args.data, args.annotations, args.eval, args.checkpoint, args.seed, work_dir),
-                      args.json)
+                      args.json, logger)

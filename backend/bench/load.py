@@ -23,12 +23,12 @@ the queued latency minus the job's run time recorded by RQ in the worker.
 The JSON report (``--json`` writes it, stdout always gets it)::
 
     {"annotators", "clicks_per_annotator", "requests", "errors", "error_samples": [str],
-     "wall_s", "throughput_rps", "latency_ms": {"p50", "p95", "mean", "max"},
+     "wall_s", "throughput_rps", "latency_ms": {"n", "mean", "median", "p90", "p95", "max"},
      "final_iou_mean",
      "overhead": {"requests", "errors", "queued_ms": {...}, "inprocess_ms": {...},
                   "queue_overhead_ms": {...}, "transport_ms": {...} | null},
      "model_version", "target": "spawned" | URL, "torch_threads": N | null,
-     "machine": {"cpu", "cores", "platform"},
+     "machine": {fcanet_core.cli.machine_info's keys},
      "logs": folder of the process logs}
 
 The spawned stack uses a Redis db of its own (:func:`claim_redis_db`: a free one among 8-15 on
@@ -61,8 +61,10 @@ from fcanet_core.data.datasets import Sample, load_samples
 from fcanet_core.evaluation.robot import iou
 
 from .annotator import LABEL_CONFIG, keypoint_region, result_mask, robot_click
-from .harness import (DEFAULT_REDIS_URL, SHARED, ImageServer, ManagedProcess, bench_parser, claim_redis_db, free_port,
-                      machine_info, percentiles_ms, release_redis_db, run_report, web_process, worker_process)
+from fcanet_core.cli import free_port, machine_info, run_report, setup_logging, timing_summary
+
+from .harness import (DEFAULT_REDIS_URL, SHARED, ImageServer, ManagedProcess, bench_parser, claim_redis_db,
+                      release_redis_db, web_process, worker_process)
 
 logger = logging.getLogger(__name__)
 
@@ -217,9 +219,10 @@ def overhead_phase(queued_url: str, inprocess_url: str, requests_: Sequence[Clic
             diffs.append(q.latency_s - i.latency_s)
             if job_s is not None:
                 transport.append(q.latency_s - job_s)
-    return {"requests": len(queued), "errors": errors, "queued_ms": percentiles_ms(queued),
-            "inprocess_ms": percentiles_ms(inprocess), "queue_overhead_ms": percentiles_ms(diffs),
-            "transport_ms": percentiles_ms(transport) if redis_url else None}
+    return {"requests": len(queued), "errors": errors, "queued_ms": timing_summary(queued, in_ms=True),
+            "inprocess_ms": timing_summary(inprocess, in_ms=True),
+            "queue_overhead_ms": timing_summary(diffs, in_ms=True),
+            "transport_ms": timing_summary(transport, in_ms=True) if redis_url else None}
 
 
 @dataclass
@@ -292,7 +295,7 @@ def run_bench(annotators: int, clicks: int, images: Path, redis_url: str | None,
         "annotators": annotators, "clicks_per_annotator": clicks, "requests": len(outcomes),
         "errors": len(errors), "error_samples": errors[:5], "wall_s": round(wall, 3),
         "throughput_rps": round(len(outcomes) / wall, 3) if wall else 0.0,
-        "latency_ms": percentiles_ms([o.latency_s for o in outcomes]),
+        "latency_ms": timing_summary([o.latency_s for o in outcomes], in_ms=True),
         "final_iou_mean": round(float(np.mean([r.final_iou for r in runs])), 4),
         "overhead": overhead, "model_version": versions[0] if len(versions) == 1 else versions,
         "target": target, "torch_threads": torch_threads, "machine": machine_info(), "logs": str(log_dir),
@@ -328,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the bench; prints the JSON report. Exit 0 on success, 1 on errors, 2 on bad input."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging()
     return run_report(lambda: run_bench(args.annotators, args.clicks, args.images, args.redis_url, args.url,
                                         args.limit_images, args.log_dir, args.torch_threads),
-                      args.json, failed=lambda report: bool(report["errors"]))
+                      args.json, logger, failed=lambda report: bool(report["errors"]))

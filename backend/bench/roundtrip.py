@@ -12,13 +12,13 @@ does (``POST /api/ml/{id}/interactive-annotating`` with every keypoint so far), 
 from the mask Label Studio returned. Every click of an image counts, the first one (image fetch)
 included.
 
-The report's ``round_trip_ms`` (p50/p95/mean/max) is the acceptance figure. ``phases_ms`` splits
+The report's ``round_trip_ms`` (``median`` = p50, ``p95``) is the acceptance figure. ``phases_ms`` splits
 it with the backend's own log lines (one ``/predict`` request and one ``segmented`` job per click):
 ``label_studio`` (round trip minus the backend's ``/predict``), ``backend_web`` (``/predict``
 minus the job: HTTP, enqueue, dequeue, result hand-back), and inside the worker's job
 ``image_fetch`` (cache hit after the first click), ``predict`` (the model) and ``encode`` (brush
-RLE). ``machine`` gives the CPU and the load average before and after: numbers taken under load
-are no acceptance numbers.
+RLE). ``machine`` gives the CPU and the load average before (``load_average_1min_before``) and after
+(``load_average_1min``): numbers taken under load are no acceptance numbers.
 """
 from __future__ import annotations
 
@@ -35,12 +35,12 @@ from typing import Sequence
 import numpy as np
 import requests
 
+from fcanet_core.cli import free_port, machine_info, run_report, timing_summary
 from fcanet_core.data.datasets import Sample, load_samples
 from fcanet_core.evaluation.robot import iou
 
 from .annotator import keypoint_region, result_mask, robot_click
-from .harness import (DEFAULT_REDIS_URL, REPO_ROOT, SHARED, ManagedProcess, bench_parser, claim_redis_db, free_port,
-                      machine_info, percentiles_ms, release_redis_db, run_report)
+from .harness import DEFAULT_REDIS_URL, REPO_ROOT, SHARED, ManagedProcess, bench_parser, claim_redis_db, release_redis_db
 from .labelstudio_server import LabelStudioAPI, label_studio_process, wait_for_label_studio
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def phases(round_trips_s: Sequence[float], predict_ms: Sequence[float], jobs: Se
     job = np.asarray([j["duration_ms"] for j in jobs], dtype=float)
 
     def ms(values: np.ndarray) -> dict:
-        return percentiles_ms(list(np.asarray(values, dtype=float) / 1000))
+        return timing_summary(list(np.asarray(values, dtype=float) / 1000), in_ms=True)
 
     return {"label_studio": ms(total - web), "backend_web": ms(web - job), "job": ms(job),
             "image_fetch": ms(np.array([j["fetch_ms"] for j in jobs])),
@@ -150,13 +150,12 @@ def run_bench(images: Path, limit_images: int, clicks: int, redis_server: str, l
     return {
         "command": "bash scripts/serve.sh", "label_studio": label_studio_url, "images": [r["name"] for r in runs],
         "clicks_per_image": clicks, "clicks": len(latencies),
-        "round_trip_ms": percentiles_ms(latencies), "first_click_ms": percentiles_ms(firsts),
-        "later_clicks_ms": percentiles_ms([t for run in runs for t in run["latencies_s"][1:]]),
+        "round_trip_ms": timing_summary(latencies, in_ms=True), "first_click_ms": timing_summary(firsts, in_ms=True),
+        "later_clicks_ms": timing_summary([t for run in runs for t in run["latencies_s"][1:]], in_ms=True),
         "phases_ms": phases(latencies, predict_ms, jobs),
         "final_iou_mean": round(float(np.mean([r["final_iou"] for r in runs])), 4),
         "runtimes": health.get("runtimes"), "model_version": health.get("model_version"),
-        "machine": {**machine_info(), "load_average_1min_before": round(load_before[0], 2),
-                    "load_average_1min_after": round(os.getloadavg()[0], 2)},
+        "machine": {**machine_info(), "load_average_1min_before": round(load_before[0], 2)},
         "logs": str(scratch),
     }
 
@@ -175,6 +174,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.limit_images < 1 or args.clicks < 1:
         parser.error("--limit-images and --clicks must be at least 1")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     return run_report(lambda: run_bench(args.images, args.limit_images, args.clicks, args.redis_url,
-                                        args.label_studio_url, args.label_studio_token, args.log_dir), args.json)
+                                        args.label_studio_url, args.label_studio_token, args.log_dir), args.json,
+                      logger)

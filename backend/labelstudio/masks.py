@@ -12,6 +12,7 @@ import numpy as np
 from fcanet_core import Click
 
 from .annotations import CLICK_TYPE
+from .brush import decode_rle
 from .regions import MASK_TYPES, PromptError, keypoint_click, region_label
 
 logger = logging.getLogger(__name__)
@@ -52,8 +53,6 @@ def decode_mask(region: dict, height: int, width: int) -> np.ndarray:
     The RLE's declared length is checked against the image before anything is decoded, so a
     region cannot make the decoder allocate more than the image's own RGBA size.
     """
-    from label_studio_sdk.converter.brush import decode_rle
-
     _region_size(region, height, width)
     value = region.get("value") or {}
     if region.get("type") == "brushlabels":

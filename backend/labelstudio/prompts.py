@@ -26,9 +26,9 @@ Prompt rules (``params.context.result`` of ``/predict``):
   ``original_height`` finite positive numbers; anything else is a 400 (:class:`PromptError`).
 
 Output: a ``brushlabels`` result (RLE of a 0/255 mask of exactly ``original_height ×
-original_width``, the bytes of ``label_studio_sdk.converter.brush.mask2rle``: :mod:`.brush_rle`)
-for the labeling config's BrushLabels control on that image, or ``polygonlabels`` results (one
-polygon per outer contour, in percent) when the image has a PolygonLabels control instead. With several such controls, the one
+original_width``, ``backend.labelstudio.brush.mask_to_rle``) for the labeling config's
+BrushLabels control on that image, or ``polygonlabels`` results (one polygon per outer contour, in
+percent) when the image has a PolygonLabels control instead. With several such controls, the one
 that lists the clicked label wins, BrushLabels before PolygonLabels.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ import numpy as np
 
 from fcanet_core import Click
 
-from .brush_rle import mask_to_rle
+from .brush import mask_to_rle
 from .regions import (KEYPOINT_TYPES, MASK_TYPES, RECTANGLE_TYPES, Box, PromptError, clamped_click, keypoint_click,
                       original_size, rectangle_box, region_label, region_value)
 
@@ -228,7 +228,8 @@ def _region(spec: OutputSpec, value: dict, score: float) -> dict:
 
 def brush_result(mask: np.ndarray, spec: OutputSpec, score: float) -> dict:
     """One ``brushlabels`` region: Label Studio RLE of the mask scaled to 0/255."""
-    return _region(spec, {"format": "rle", "rle": mask_to_rle((mask > 0).astype(np.uint8) * 255)}, score)
+    rle = mask_to_rle((mask > 0).astype(np.uint8) * 255)
+    return _region(spec, {"format": "rle", "rle": rle}, score)
 
 
 def polygon_results(mask: np.ndarray, spec: OutputSpec, score: float) -> list[dict]:

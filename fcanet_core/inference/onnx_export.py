@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import json
 import logging
 import sys
 import time
@@ -29,7 +28,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_write
-from ..cli import run_action
+from ..cli import run_report
 from ..clicks import Click, encode_clicks
 from ..modeling.fuse import fuse_for_inference
 
@@ -166,12 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--to", type=Path, help="artefact to write (default: next to the checkpoint, .onnx)")
     args = parser.parse_args(argv)
 
-    def action() -> str:
+    def action() -> dict[str, object]:
         file = resolve_checkpoint(args.checkpoint)
-        report = export_onnx(load_model(file), args.to or default_artefact_path(file), file_fingerprint(file))
-        return json.dumps(report, indent=2)
+        return export_onnx(load_model(file), args.to or default_artefact_path(file), file_fingerprint(file))
 
-    return run_action(action, logger)
+    return run_report(action, None, logger)
 
 
 if __name__ == "__main__":

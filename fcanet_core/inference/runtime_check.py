@@ -13,14 +13,16 @@ unless ``--artefact`` names one.
 from __future__ import annotations
 
 import argparse
-import json
+import logging
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from ..cli import run_report
 from ..modeling.checkpoint import load_model, resolve_checkpoint
 from ..clicks import Click
 from ..data.datasets import load_samples
@@ -29,6 +31,8 @@ from .predictor import Predictor
 from ..evaluation.robot import iou, next_click
 from .runtime import RUNTIMES, build_predictor
 
+
+logger = logging.getLogger(__name__)
 
 def mask_agreement(reference: Predictor, candidate: Predictor, samples: Sequence, n_clicks: int) -> dict:
     """IoU between the two predictors' masks for the reference's robot-user click lists.
@@ -56,8 +60,8 @@ def mask_agreement(reference: Predictor, candidate: Predictor, samples: Sequence
             "all_clicks_iou": {"min": min(every), "mean": statistics.fmean(every)}, "per_image": per_image}
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    """Command-line entry point; prints and returns the JSON result."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point: prints the JSON result; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m fcanet_core.inference.runtime_check", description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="evaluation set (e.g. ../shared/data/grabcut)")
     parser.add_argument("--checkpoint", default="default", help="checkpoint file or 'default'")
@@ -68,6 +72,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--limit", type=int, help="first N images only")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
+    return run_report(lambda: _check(args), args.json, logger)
+
+
+def _check(args: argparse.Namespace) -> dict:
+    """The agreement report of the runtime the command line names."""
     file = resolve_checkpoint(args.checkpoint)
     model = load_model(file)
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,16 +84,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
         candidate, choice = build_predictor(model, runtime=args.runtime, artefact=artefact,
                                             fingerprint=file_fingerprint(file))
         if choice.fallback_reason:
-            parser.error(f"the {args.runtime} runtime is not available: {choice.fallback_reason}")
+            raise RuntimeError(f"the {args.runtime} runtime is not available: {choice.fallback_reason}")
         reference = Predictor(model)
         result = mask_agreement(reference, candidate, load_samples(args.data, args.limit), args.clicks)
-    result = {"checkpoint": str(args.checkpoint), "data": args.data, "runtime": choice.runtime, **result}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return result
+    return {"checkpoint": str(args.checkpoint), "data": args.data, "runtime": choice.runtime, **result}
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

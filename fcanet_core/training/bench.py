@@ -126,7 +126,7 @@ def run_train_bench(config: TrainConfig, variants: Sequence[str], steps: int, wa
         "mode": "train",
         "arch": config.arch,
         "batch_size": config.batch_size,
-        "crop": config.crop,
+        "crop": config.view.crop,
         "robot_rounds": config.robot_rounds,
         "steps": steps,
         "warmup": warmup,

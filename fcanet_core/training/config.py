@@ -5,7 +5,7 @@ import dataclasses
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
@@ -22,10 +22,7 @@ class TrainConfig:
     train_dirs: tuple[str, ...] = ()
     holdout_dirs: tuple[str, ...] = ()  # split folders whose images are never trained on (fcanet_core.splits)
     pretrained: bool = True  # ImageNet backbone (lite0 only)
-    crop: int = 256
-    short_side: int = 352
-    scale_range: tuple[float, float] = (0.7, 1.4)
-    flip: bool = True
+    view: CropSpec = CropSpec()  # how training crops are cut (flat names: crop, short_side, scale_range, flip)
     batch_size: int = 8
     max_steps: int = 1000
     time_budget_s: float = 0.0  # >0: also end after this many seconds of training steps (see poly_factor)
@@ -45,18 +42,14 @@ class TrainConfig:
     eval_max_clicks: int = 20
     seed: int = 0
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
-    channels_last: bool = True  # NHWC weights and images (see fcanet_core.training.bench)
-    bf16_train: bool = True  # bfloat16 autocast of the training forward on CPUs with native bfloat16
-    bf16_robot: bool = True  # bfloat16 autocast of the robot-round forwards on CPUs with native bfloat16
-    fp32_depthwise: bool = True  # lite0's depthwise convolutions stay float32 under bfloat16 autocast
-    prefetch: bool = True  # draw the next batch in a background thread (same batches as without)
+    step: StepOptions = StepOptions()  # how each step runs (flat names: channels_last, bf16_train, ...)
     processes: int = 1  # CPU data parallelism: processes sharing each batch (fcanet_core.training.parallel)
     extra: dict[str, Any] = field(default_factory=dict)  # free notes stored with the run
 
     def __post_init__(self) -> None:
         if not self.train_dirs:
             raise ValueError("train_dirs must name at least one training folder")
-        if self.batch_size < 1 or self.max_steps < 1 or self.crop < 16:
+        if self.batch_size < 1 or self.max_steps < 1 or self.view.crop < 16:
             raise ValueError("batch_size and max_steps must be positive and crop at least 16")
         if not 0.0 <= self.itis_probability <= 1.0:
             raise ValueError("itis_probability must lie in [0, 1]")
@@ -65,19 +58,60 @@ class TrainConfig:
 
     @property
     def step_options(self) -> StepOptions:
-        """How each step runs: memory layout and reduced precision (CPU bfloat16 only where native)."""
-        return native_precision(StepOptions(self.channels_last, self.bf16_train, self.bf16_robot,
-                                            self.fp32_depthwise, self.prefetch))
+        """``step`` as this machine runs it: CPU bfloat16 autocast only where the CPU has it natively."""
+        return native_precision(self.step)
 
     @property
     def batch_plan(self) -> BatchPlan:
         """What each step draws (see :mod:`fcanet_core.training.batches`)."""
-        crop = CropSpec(self.crop, self.short_side, tuple(self.scale_range), self.flip)
-        return BatchPlan(self.batch_size, crop, self.robot_rounds, self.itis_start, self.seed)
+        return BatchPlan(self.batch_size, self.view, self.robot_rounds, self.itis_start, self.seed)
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> TrainConfig:
+        """A config from flat names (``crop=256``, ``prefetch=False``; what config files, YAML and
+        training states hold) or nested ones (``view={"crop": 256}``); ``ValueError`` for unknown keys."""
+        unknown = set(raw) - config_keys()
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}")
+        values = _lists_as_tuples(raw)
+        for name, option_class in _NESTED.items():
+            nested = values.get(name, {})
+            if isinstance(nested, Mapping):
+                unknown = set(nested) - {f.name for f in dataclasses.fields(option_class)}
+                if unknown:
+                    raise ValueError(f"unknown config keys {sorted(f'{name}.{k}' for k in unknown)}")
+                nested = option_class(**_lists_as_tuples(nested))
+            flat = {k: values.pop(k) for k in list(values) if _FLAT_TO_NESTED.get(k) == name}
+            values[name] = dataclasses.replace(nested, **flat)
+        return cls(**values)
+
+    def flat(self) -> dict[str, Any]:
+        """The config as one flat mapping (the nested option classes' fields at the top level), the
+        form training states and run folders store; :meth:`from_mapping` reads it back."""
+        values: dict[str, Any] = {}
+        for name, value in dataclasses.asdict(self).items():
+            values.update(value if name in _NESTED else {name: value})
+        return values
 
     def replace(self, **changes: Any) -> TrainConfig:
-        """A copy with some fields changed."""
-        return dataclasses.replace(self, **changes)
+        """A copy with some fields changed, by flat or nested name (``crop=320`` or ``view=CropSpec(...)``)."""
+        kept = {k: v for k, v in self.flat().items() if _FLAT_TO_NESTED.get(k) not in changes}
+        return TrainConfig.from_mapping({**kept, **changes})
+
+
+#: The option classes a :class:`TrainConfig` nests, by field name; their fields are also config keys.
+_NESTED: dict[str, type] = {"view": CropSpec, "step": StepOptions}
+_FLAT_TO_NESTED = {f.name: name for name, option_class in _NESTED.items() for f in dataclasses.fields(option_class)}
+
+
+def config_keys() -> set[str]:
+    """Every name a config mapping or :meth:`TrainConfig.replace` accepts: fields and flat option names."""
+    return {f.name for f in dataclasses.fields(TrainConfig)} | set(_FLAT_TO_NESTED)
+
+
+def _lists_as_tuples(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``raw`` with list values as tuples (YAML and JSON write tuples as lists)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
 
 
 def load_config(path: str | Path) -> TrainConfig:
@@ -95,12 +129,10 @@ def load_config(path: str | Path) -> TrainConfig:
         raw = dataclasses.asdict(raw)  # also a TrainConfig built by this module run as __main__
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: CONFIG must be a TrainConfig or a mapping")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = set(raw) - known
-    if unknown:
-        raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
-    raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-    return TrainConfig(**raw)
+    try:
+        return TrainConfig.from_mapping(raw)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def run_progress(step: int, elapsed_s: float, config: TrainConfig) -> float:

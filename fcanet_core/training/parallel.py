@@ -19,7 +19,6 @@ import hashlib
 import logging
 import multiprocessing
 import signal
-import socket
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -27,16 +26,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..cli import free_port
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 TIMEOUT = datetime.timedelta(minutes=30)  # a collective waits this long (rank 0 may be evaluating)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _join_group(rank: int, world_size: int, address: str, threads: int) -> None:
@@ -64,7 +59,7 @@ def run_data_parallel(world_size: int, target: Callable[..., T], args: tuple[Any
     """
     if world_size < 2:
         raise ValueError("data-parallel training needs at least 2 processes")
-    address = f"tcp://127.0.0.1:{_free_port()}"
+    address = f"tcp://127.0.0.1:{free_port()}"
     context = multiprocessing.get_context("spawn")
     children = [context.Process(target=_child, args=(target, rank, world_size, address, threads, args),
                                 name=f"train-rank-{rank}", daemon=True) for rank in range(1, world_size)]

@@ -169,7 +169,7 @@ class RankTrainer:
                            self.world)
         if self.rank == 0:
             atomic_save({
-                "format": STATE_FORMAT, "arch": self.config.arch, "config": dataclasses.asdict(self.config),
+                "format": STATE_FORMAT, "arch": self.config.arch, "config": self.config.flat(),
                 "step": self.step, "elapsed_s": self.elapsed, "n_samples": len(self.all_samples),
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "ranks": ranks,
@@ -205,7 +205,7 @@ class RankTrainer:
                    disable=not progress or self.rank > 0, mininterval=5)
         plan = dataclasses.replace(config.batch_plan, batch_size=config.batch_size // self.world)
         self.batches = BatchStream(self.samples, plan, self.rng, self.order, self.memory, self.step,
-                                   prefetch=config.prefetch)
+                                   prefetch=config.step.prefetch)
         try:
             self._loop(last_step, stop, bar)
             self.save()

@@ -16,8 +16,8 @@ def _arms_file(tmp_path: Path, train_dir: Path, arms: str) -> Path:
     path = tmp_path / "arms.py"
     path.write_text(
         "from fcanet_core.train import TrainConfig\n"
-        f"BASE = TrainConfig(arch='lite0', train_dirs=({str(train_dir)!r},), pretrained=False, crop=64,\n"
-        "                   short_side=72, batch_size=2, robot_rounds=1, warmup_steps=1, lr=0.001)\n"
+        f"BASE = TrainConfig(arch='lite0', train_dirs=({str(train_dir)!r},), pretrained=False, batch_size=2,\n"
+        "                   robot_rounds=1, warmup_steps=1, lr=0.001).replace(crop=64, short_side=72)\n"
         f"ARMS = {arms}\n")
     return path
 

@@ -54,10 +54,10 @@ def test_written_split_reads_back_and_is_removed_from_training(tmp_path: Path) -
     assert len(load_training_samples([pool])) == 8
 
 
-def test_cli_refuses_more_instances_than_the_pool_holds(tmp_path: Path) -> None:
+def test_cli_refuses_more_instances_than_the_pool_holds(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     pool = _multi_object_folder(tmp_path / "pool", [1, 1])
-    with pytest.raises(ValueError, match="holds only 2 instances"):
-        main(["--out", str(tmp_path / "val"), "--pick", f"{pool}:3"])
+    assert main(["--out", str(tmp_path / "val"), "--pick", f"{pool}:3"]) == 2  # bad input (fcanet_core.cli)
+    assert "holds only 2 instances" in caplog.text and not (tmp_path / "val").exists()
 
 
 def test_the_main_run_never_trains_on_the_validation_split(shared_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

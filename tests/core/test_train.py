@@ -10,13 +10,15 @@ import torch
 from fcanet_core import load_model
 from fcanet_core.export_model import export_model
 from fcanet_core.train import TrainConfig, load_config, read_train_state, train
+from fcanet_core.training.data import CropSpec
+from tests.core.training.test_config import STORED_KEYS
 
 
 def _config(data: Path, **changes) -> TrainConfig:
     base = dict(train_dirs=(str(data),), pretrained=True, crop=64, short_side=72, batch_size=2,
                 max_steps=6, lr=0.01, itis_start=2, robot_rounds=2, checkpoint_every=4, log_every=1,
                 num_threads=1, seed=3)
-    return TrainConfig(**{**base, **changes})
+    return TrainConfig.from_mapping({**base, **changes})
 
 
 def _losses(run: Path) -> list[float]:
@@ -36,6 +38,7 @@ def test_loss_falls_on_four_images_and_the_export_loads(four_images: Path, tmp_p
     out = export_model(state, tmp_path / "model.pt", name="smoke")
     model = load_model(out)
     assert model.arch == "lite0" and model.meta["version"] == "smoke" and model.meta["steps"] == 30
+    assert model.meta["input_short_side"] == 144 and model.meta["recipe"]["crop"] == 128
     assert out.stat().st_size < 30e6
     trained = read_train_state(state)["model"]
     loaded = model.state_dict()
@@ -53,6 +56,8 @@ def test_resume_after_a_stop_equals_an_uninterrupted_run(four_images: Path, tmp_
     whole = read_train_state(train(config, tmp_path / "whole", progress=False))
     stopped = read_train_state(train(config, tmp_path / "split", stop_after=3, progress=False))
     assert stopped["step"] == 3
+    # states keep the flat config of the layout before the option classes were nested (older states resume)
+    assert list(stopped["config"]) == STORED_KEYS and TrainConfig.from_mapping(stopped["config"]) == config
     resumed = read_train_state(train(config, tmp_path / "split", resume=True, progress=False))
     assert resumed["step"] == whole["step"] == 6
     assert resumed["scheduler"]["last_epoch"] == whole["scheduler"]["last_epoch"]
@@ -77,7 +82,8 @@ def test_run_folder_and_config_errors(four_images: Path, tmp_path: Path) -> None
         load_config(bad)
     good = tmp_path / "good.yaml"
     good.write_text(f"train_dirs: [{four_images}]\nmax_steps: 5\nscale_range: [0.9, 1.1]\n")
-    assert load_config(good) == TrainConfig(train_dirs=(str(four_images),), max_steps=5, scale_range=(0.9, 1.1))
+    assert load_config(good) == TrainConfig(train_dirs=(str(four_images),), max_steps=5,
+                                            view=CropSpec(scale_range=(0.9, 1.1)))
 
 
 def test_shipped_config_trains_only_on_the_allowed_folders() -> None:
@@ -91,7 +97,7 @@ def test_main_run_config_never_trains_on_evaluation_or_held_back_data() -> None:
     names = [Path(d).name for d in config.train_dirs]
     assert set(names) == {"ecssd", "coco", "duts"} and names.count("coco") == 2  # COCO weighted twice
     assert "grabcut" not in names and "horses" not in names
-    assert config.channels_last and config.bf16_robot and Path(config.eval_dir).name == "grabcut"
+    assert config.step.channels_last and config.step.bf16_robot and Path(config.eval_dir).name == "grabcut"
 
 
 def test_states_of_single_process_runs_before_data_parallelism_read_as_one_rank(tmp_path: Path) -> None:

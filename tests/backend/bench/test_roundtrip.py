@@ -43,7 +43,7 @@ def test_phases_split_each_click_by_the_backend_log(tmp_path: Path) -> None:
     split = phases([0.050, 0.030], predict_ms, jobs)
     assert split["label_studio"]["max"] == pytest.approx(10.0)          # 50 - 40 and 30 - 26
     assert split["backend_web"]["mean"] == pytest.approx(8.0)           # 40 - 30 and 26 - 20
-    assert split["predict"]["p50"] == pytest.approx(19.0)
+    assert split["predict"]["median"] == pytest.approx(19.0)
     assert phases([0.05], predict_ms, jobs) == {"unmatched": {"clicks": 1, "predict_requests": 2, "jobs": 2}}
 
 
@@ -57,7 +57,7 @@ def test_roundtrip_bench_clicks_through_label_studio_and_reports_phases(tmp_path
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["clicks"] == 2 and report["command"] == "bash scripts/serve.sh"
-    assert report["round_trip_ms"]["p50"] > 0
+    assert report["round_trip_ms"]["median"] > 0
     assert set(report["phases_ms"]) == {"label_studio", "backend_web", "job", "image_fetch", "predict", "encode"}
     runtimes = report["runtimes"].values()
     assert "openvino" in {s["runtime"] for s in runtimes} and not any(s["fallback_reason"] for s in runtimes)

@@ -36,26 +36,6 @@ def test_export_reproduces_torch_at_other_sizes(tmp_path: Path) -> None:
     assert np.allclose(binding.run_numpy(inputs), got.numpy(), atol=1e-6)
 
 
-def test_openvino_reproduces_torch_at_other_sizes(tmp_path: Path) -> None:
-    model = make_tiny_model()
-    export_onnx(model, tmp_path / "tiny.onnx", "fp-tiny")
-    network = OpenVinoNetwork(tmp_path / "tiny.onnx", threads=1)
-    assert network.fingerprint == "fp-tiny"
-    for height, width in ((61, 203), (40, 56), (61, 203)):     # new shapes, and one seen before
-        inputs = probe_inputs(height, width, seed=height)
-        with torch.inference_mode():
-            expected = inference_network(model)(*inputs)
-        got = network(*inputs)
-        assert got.shape == expected.shape == (1, 1, height, width)
-        assert torch.allclose(got, expected, atol=1e-4)
-
-
-def test_openvino_rejects_an_unknown_precision(tmp_path: Path) -> None:
-    export_onnx(make_tiny_model(), tmp_path / "tiny.onnx", "fp")
-    with pytest.raises(ValueError, match="precision must be one of f32, bf16"):
-        OpenVinoNetwork(tmp_path / "tiny.onnx", precision="f16")
-
-
 def test_logit_check_rejects_a_network_that_differs() -> None:
     network = inference_network(make_tiny_model())
 

@@ -14,8 +14,8 @@ from tests.conftest import REPO_ROOT
 
 
 def _config(folder: Path) -> TrainConfig:
-    return TrainConfig(arch="lite0", train_dirs=(str(folder),), pretrained=False, crop=64, short_side=72,
-                       batch_size=2, robot_rounds=1, num_threads=1)
+    return TrainConfig.from_mapping(dict(arch="lite0", train_dirs=(str(folder),), pretrained=False, crop=64,
+                                         short_side=72, batch_size=2, robot_rounds=1, num_threads=1))
 
 
 def test_variants_run_the_same_steps_and_report_speedups(four_images: Path) -> None:

@@ -61,7 +61,7 @@ def _config(data: Path, **changes) -> TrainConfig:
     base = {"train_dirs": (str(data),), "pretrained": True, "crop": 64, "short_side": 72, "batch_size": 4,
             "max_steps": 6, "lr": 0.01, "itis_start": 2, "robot_rounds": 2, "checkpoint_every": 2, "log_every": 1,
             "num_threads": 2, "seed": 5, "processes": 2}
-    return TrainConfig(**{**base, **changes})
+    return TrainConfig.from_mapping({**base, **changes})
 
 
 @pytest.mark.slow
