@@ -16,7 +16,7 @@ from .common.gate_rule import GateRule
 T = TypeVar("T")
 
 #: FCANET_RUNTIME values (those of :data:`fcanet_core.inference.runtime.RUNTIMES`, kept here so settings load without torch).
-RUNTIMES = ("auto", "torch", "onnxruntime")
+RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -133,11 +133,13 @@ class Settings:
     basic_auth_pass: str | None = field(default=None, repr=False)
     #: DEVICE: "auto" (cuda when available, else cpu), "cpu", "cuda", "cuda:1", ...
     device: str = "auto"
-    #: FCANET_RUNTIME: what runs the network: "auto" (ONNX Runtime on CPU when installed, else torch;
-    #: only exact runtimes), "torch" (fp32) or "onnxruntime" (the version's ONNX artefact, exported
-    #: when missing; a broken one falls back to torch, logged and shown in /health).
+    #: FCANET_RUNTIME: what runs the network: "auto" (on CPU OpenVINO, else ONNX Runtime, whichever is
+    #: installed first, else torch; only exact runtimes), "torch" (fp32), "openvino" or "onnxruntime"
+    #: (the version's ONNX artefact in fp32, exported when missing; a broken one falls back to torch,
+    #: logged and shown in /health).
     runtime: str = "auto"
-    #: TORCH_THREADS: CPU threads of each inference process (torch and ONNX Runtime); 0 = torch's default (all cores).
+    #: TORCH_THREADS: CPU threads of each inference process (torch, ONNX Runtime, OpenVINO);
+    #: 0 = torch's default (all cores).
     #: Set 1 when several workers share a small CPU: oversubscribed threads stall each other.
     torch_threads: int = 0
     #: FCANET_SIS: keep only mask components that contain a positive click.

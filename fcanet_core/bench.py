@@ -27,7 +27,7 @@ import torch
 from .cli import machine_info, run_report, timing_summary
 from .clicks import Click
 from .inference.predictor import Predictor
-from .inference.runtime_bench import CANDIDATES, DEFAULT_CALIBRATION, compare_runtimes
+from .inference.runtime_bench import ALL_CANDIDATES, CANDIDATES, DEFAULT_CALIBRATION, compare_runtimes
 from .modeling import MODEL_BUILDERS, build_model
 from .modeling.checkpoint import load_model
 from .train import load_config
@@ -94,9 +94,12 @@ def time_clicks(predictor: Predictor, image: np.ndarray, clicks: Sequence[Click]
     inputs = predictor.network_inputs(image, clicks)
     with torch.inference_mode():
         forward = [_timed(lambda: predictor.model(*inputs)) for _ in range(repeats)]
-    return {"seconds_per_click": timing_summary([wall for wall, _ in per_click]),
-            "cpu_seconds_per_click": timing_summary([cpu for _, cpu in per_click]),
-            "forward_seconds": timing_summary([wall for wall, _ in forward])}
+    result = {"seconds_per_click": timing_summary([wall for wall, _ in per_click]),
+              "cpu_seconds_per_click": timing_summary([cpu for _, cpu in per_click]),
+              "forward_seconds": timing_summary([wall for wall, _ in forward])}
+    # what a click costs beyond the network: resize, click maps, sigmoid, resize back, threshold, SIS
+    result["overhead_seconds_per_click"] = result["seconds_per_click"]["median"] - result["forward_seconds"]["median"]
+    return result
 
 
 def run_runtime_bench(model: torch.nn.Module, arch: str, size: tuple[int, int], n_clicks: int, repeats: int,
@@ -125,7 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-channels-last", action="store_true", help="use the default memory format")
     parser.add_argument("--json", type=Path, help="also write the result to this file")
     runtimes = parser.add_argument_group("runtimes side by side (--runtimes)")
-    runtimes.add_argument("--runtimes", help=f"'all' or comma-separated, from: {', '.join(CANDIDATES)}")
+    runtimes.add_argument("--runtimes",
+                          help=f"'all' ({', '.join(ALL_CANDIDATES)}) or comma-separated, from: {', '.join(CANDIDATES)}")
     runtimes.add_argument("--calibration", type=Path, default=DEFAULT_CALIBRATION,
                           help="training images for int8 calibration (default %(default)s)")
     runtimes.add_argument("--calibration-images", type=int, default=16, help="images used to calibrate int8")
@@ -159,7 +163,7 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
         torch.manual_seed(0)
         model, arch = build_model(args.arch), args.arch
     if args.runtimes:
-        names = list(CANDIDATES) if args.runtimes == "all" else args.runtimes.split(",")
+        names = ALL_CANDIDATES if args.runtimes == "all" else args.runtimes.split(",")
         result = run_runtime_bench(model, arch, args.size, args.clicks, args.repeats, names, args.calibration,
                                    args.calibration_images)
     else:

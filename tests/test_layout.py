@@ -21,6 +21,7 @@ WITHOUT_BEHAVIOUR = {
     "backend/_wsgi.py": "entry point: the WSGI app of backend.web.app for gunicorn (tests/backend/web/test_app.py)",
     "backend/cvat_bench.py": "old command name, re-exports backend.bench.cvat (tests/backend/bench/test_cvat.py)",
     "backend/learning_bench.py": "old command name, re-exports backend.bench.learning",
+    "backend/roundtrip_bench.py": "entry point: runs backend.bench.roundtrip.main (tests/backend/bench/test_roundtrip.py)",
     "backend/learning/status.py": "data only: the learning path's enumerations",
 }
 
@@ -28,6 +29,7 @@ WITHOUT_BEHAVIOUR = {
 #: a test module of its own, and then leaves this list (the test below fails on a stale entry).
 TESTED_ELSEWHERE = {
     "backend/bench/annotator.py": "tests/backend/labelstudio/test_prompts.py and the e2e tests use it",
+    "backend/bench/labelstudio_server.py": "tests/e2e (every Label Studio test) and tests/backend/bench/test_roundtrip.py",
     "backend/bench/learning.py": "tests/e2e (the learning benchmark's documented run)",
     "backend/inference/prefetch.py": "tests/backend/scenarios/test_edges.py",
     "backend/labelstudio/adapter.py": "tests/backend/web/test_app.py and tests/e2e",

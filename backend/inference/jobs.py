@@ -207,17 +207,22 @@ def run_segment(request: SegmentRequest, settings: Settings) -> dict:
     check_output_size(request.output, settings.max_image_pixels)
     engine = get_engine(settings)
     image = fetch_image(request, settings)
+    fetched = time.perf_counter()
     clicks, box = to_image_pixels(request, *image.shape[:2])
     mask, score = engine.segment(image, clicks, image_key=f"{request.task_id}:{request.image}", box=box)
+    segmented = time.perf_counter()
     result = mask_to_results(fit_mask(mask, request.output.width, request.output.height), request.output, score)
     version = engine.model_version
     if request.model_version and request.model_version != version:
         logger.warning("answered with another model version than announced",
                        extra={"model_version": version, "announced": request.model_version})
-    elapsed_ms = round(1000 * (time.perf_counter() - started), 1)
+    done = time.perf_counter()
     logger.info("segmented", extra={"task_id": request.task_id, "clicks": len(request.clicks),
                                     "box": request.box is not None, "model_version": version,
-                                    "score": round(score, 4), "duration_ms": elapsed_ms})
+                                    "score": round(score, 4), "duration_ms": round(1000 * (done - started), 1),
+                                    "fetch_ms": round(1000 * (fetched - started), 1),
+                                    "predict_ms": round(1000 * (segmented - fetched), 1),
+                                    "encode_ms": round(1000 * (done - segmented), 1)})
     return {"result": result, "score": score, "model_version": version}
 
 

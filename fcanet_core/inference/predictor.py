@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from scipy.special import expit
 from torch import nn
 
 from ..clicks import Click, encode_clicks, validate_clicks
@@ -72,6 +73,8 @@ class Predictor:
             elongated image); ``None`` = no bound (the official pipeline).
         network: runs instead of the torch model, called like it (e.g. an ONNX Runtime session,
             :class:`fcanet_core.inference.runtime.OnnxNetwork`); ``model`` then only gives the input scale.
+            A network with ``run_numpy(arrays) -> logits ndarray`` is fed NumPy arrays directly, so a
+            click runs no torch operation (each one a wake-up of torch's thread pool).
     """
 
     def __init__(self, model: nn.Module, device: str | torch.device | None = None, sis: bool = False,
@@ -89,6 +92,7 @@ class Predictor:
             model = fuse_for_inference(model) if fuse else model.eval()
             network = model.to(self.device, memory_format=self.memory_format)
         self.model = network
+        self._run_numpy: Callable[[list[np.ndarray]], np.ndarray] | None = getattr(network, "run_numpy", None)
         self.sis = sis
         self.short_side = short_side
         self.max_long_side = max_long_side
@@ -152,24 +156,38 @@ class Predictor:
 
     def probability(self, rgb: np.ndarray, clicks: Sequence[Click]) -> np.ndarray:
         """The official pipeline on a whole RGB uint8 image: float32 probability at its size."""
-        inputs = self.network_inputs(rgb, clicks)
-        with torch.inference_mode():
-            prob = torch.sigmoid(self.model(*inputs).float())
-            if self.flip_average:  # the mirror image's distance maps are the mirrored maps
-                mirror = [t.flip(-1).contiguous(memory_format=self.memory_format) for t in inputs]
-                prob = (prob + torch.sigmoid(self.model(*mirror).float()).flip(-1)) / 2
-        return resize_prob(prob[0, 0].cpu().numpy(), rgb.shape[:2])
+        arrays = self.input_arrays(rgb, clicks)
+        prob = self._network_probability(arrays)
+        if self.flip_average:  # the mirror image's distance maps are the mirrored maps
+            mirror = [np.ascontiguousarray(a[..., ::-1]) for a in arrays]
+            prob = (prob + self._network_probability(mirror)[..., ::-1]) / 2
+        return resize_prob(prob[0, 0], rgb.shape[:2])
 
-    def network_inputs(self, rgb: np.ndarray, clicks: Sequence[Click]) -> list[torch.Tensor]:
-        """Network inputs for an RGB uint8 image and clicks in its pixels (official encoding).
+    def _network_probability(self, arrays: list[np.ndarray]) -> np.ndarray:
+        """Sigmoid of the network's logits (N×1×H'×W' float32 ndarray) for its input arrays."""
+        if self._run_numpy is not None:
+            return expit(self._run_numpy(arrays).astype(np.float32, copy=False))
+        with torch.inference_mode():
+            return torch.sigmoid(self.model(*self._tensors(arrays)).float()).cpu().numpy()
+
+    def _tensors(self, arrays: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """Input arrays as tensors on the predictor's device, in its memory format."""
+        return [torch.from_numpy(a).to(self.device).contiguous(memory_format=self.memory_format) for a in arrays]
+
+    def input_arrays(self, rgb: np.ndarray, clicks: Sequence[Click]) -> list[np.ndarray]:
+        """Network inputs for an RGB uint8 image and clicks in its pixels (official encoding), as NumPy arrays.
 
         Returns:
-            ``[image 1×3×H'×W' (RGB/255), pos_dist, neg_dist, first_dist 1×1×H'×W']`` on the
-            predictor's device, H'×W' being the image resized to ``short_side``.
+            ``[image 1×3×H'×W' (RGB/255), pos_dist, neg_dist, first_dist 1×1×H'×W']`` float32,
+            H'×W' being the image resized to ``short_side``.
         """
         size = network_size(*rgb.shape[:2], self.short_side, self.max_long_side)
         small = resize_image(rgb, size)
         maps = encode_clicks(scale_clicks(clicks, rgb.shape[:2], size), *size)
-        image_t = torch.from_numpy(small.astype(np.float32) / 255).permute(2, 0, 1)[None]  # RGB/255, no mean/std
-        inputs = [image_t, *(torch.from_numpy(m)[None, None] for m in maps)]
-        return [t.to(self.device).contiguous(memory_format=self.memory_format) for t in inputs]
+        image = np.empty((1, 3, *size), np.float32)
+        np.divide(small.transpose(2, 0, 1), np.float32(255), out=image[0])   # RGB/255, no mean/std
+        return [image, *(m[None, None] for m in maps)]
+
+    def network_inputs(self, rgb: np.ndarray, clicks: Sequence[Click]) -> list[torch.Tensor]:
+        """:meth:`input_arrays` as tensors on the predictor's device, in its memory format."""
+        return self._tensors(self.input_arrays(rgb, clicks))

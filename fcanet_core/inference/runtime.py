@@ -1,11 +1,13 @@
-"""The runtime that runs the network of a :class:`~fcanet_core.Predictor`: torch or ONNX Runtime.
+"""The runtime that runs the network of a :class:`~fcanet_core.Predictor`: torch, ONNX Runtime or OpenVINO.
 
 * ``torch``: the BN-folded torch network in fp32 (channels-last on CPU).
 * ``onnxruntime``: the model's ONNX artefact (:mod:`fcanet_core.inference.onnx_export`) in an ONNX Runtime
   CPU session; logits match torch to ~1e-5, so the masks are the same.
-* ``auto``: ``onnxruntime`` on CPU when the package is installed, else ``torch`` (on CUDA:
-  ``torch``). Only exact runtimes are chosen: the lossy ones measured by ``python -m
-  fcanet_core.bench`` (bfloat16 autocast, int8) are never a default.
+* ``openvino``: the same artefact compiled by OpenVINO's CPU plugin in fp32
+  (:mod:`fcanet_core.inference.openvino_network`); logits match torch to ~1e-5 as well.
+* ``auto``: on CPU the first installed of :data:`AUTO_ORDER` (the fastest exact runtime measured by
+  ``python -m fcanet_core.bench --runtimes all``), else ``torch`` (on CUDA: ``torch``). Only exact
+  runtimes are chosen: the lossy ones the bench measures (bfloat16, int8) are never a default.
 
 :func:`build_predictor` opens the artefact (exporting it first when it is missing or was exported
 from another checkpoint), checks it against torch, and falls back to torch with a logged reason
@@ -26,11 +28,14 @@ from torch import nn
 
 from .onnx_export import (INPUT_NAMES, LOAD_CHECK_SIZES, OUTPUT_NAME, ExportError, artefact_fingerprint,
                           compare_logits, export_onnx, inference_network)
+from .openvino_network import OpenVinoNetwork, openvino_available
 from .predictor import Predictor
 
 logger = logging.getLogger(__name__)
 
-RUNTIMES = ("auto", "torch", "onnxruntime")
+RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")
+#: Runtimes that run the ONNX artefact, in the order ``auto`` prefers them on CPU.
+AUTO_ORDER = ("openvino", "onnxruntime")
 #: File suffix of an ONNX artefact.
 ARTEFACT_SUFFIX = ".onnx"
 
@@ -44,13 +49,20 @@ def onnxruntime_available() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
+def runtime_available(runtime: str) -> bool:
+    """Whether the package of an artefact runtime (``onnxruntime`` | ``openvino``) is installed."""
+    return openvino_available() if runtime == "openvino" else onnxruntime_available()
+
+
 def resolve_runtime(requested: str, device: str | torch.device) -> str:
-    """``auto`` → ``onnxruntime`` on CPU when installed, else ``torch``; other names are checked."""
+    """``auto`` → on CPU the first installed of :data:`AUTO_ORDER`, else ``torch``; other names are checked."""
     if requested not in RUNTIMES:
         raise ValueError(f"unknown runtime {requested!r}; choose from {', '.join(RUNTIMES)}")
     if requested != "auto":
         return requested
-    return "onnxruntime" if torch.device(device).type == "cpu" and onnxruntime_available() else "torch"
+    if torch.device(device).type != "cpu":
+        return "torch"
+    return next((name for name in AUTO_ORDER if runtime_available(name)), "torch")
 
 
 class OnnxNetwork:
@@ -105,7 +117,7 @@ class OnnxNetwork:
 
 @dataclass(frozen=True)
 class RuntimeChoice:
-    """What runs a predictor's network: ``runtime`` (``torch`` | ``onnxruntime``), the ``requested``
+    """What runs a predictor's network: ``runtime`` (``torch`` | ``onnxruntime`` | ``openvino``), the ``requested``
     setting, the ``artefact`` file, and why torch serves instead (``fallback_reason``)."""
 
     requested: str
@@ -133,11 +145,18 @@ def artefact_path_for(checkpoint: str | Path, fingerprint: str, fallback_dir: st
     return Path(fallback_dir) / f"{checkpoint.stem}-{fingerprint[:12]}{ARTEFACT_SUFFIX}"
 
 
-def open_artefact(network: nn.Module, path: str | Path, fingerprint: str, threads: int = 0) -> OnnxNetwork:
-    """The checked ONNX network of ``network`` at ``path``, exported there first when missing or stale.
+#: The classes that run an ONNX artefact, by runtime name.
+ARTEFACT_NETWORKS = {"onnxruntime": OnnxNetwork, "openvino": OpenVinoNetwork}
+#: Display names of the artefact runtimes in errors.
+_RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+
+
+def open_artefact(network: nn.Module, path: str | Path, fingerprint: str, threads: int = 0,
+                  runtime: str = "onnxruntime") -> OnnxNetwork | OpenVinoNetwork:
+    """The checked ``runtime`` network of ``network``'s artefact at ``path`` (exported first when missing or stale).
 
     An artefact exported from another checkpoint (other fingerprint) is exported again; one that
-    ONNX Runtime cannot load or that does not reproduce ``network`` on a probe raises
+    the runtime cannot load or that does not reproduce ``network`` on a probe raises
     :class:`ArtefactError` and is left in place (delete it to export again).
 
     Raises:
@@ -145,20 +164,22 @@ def open_artefact(network: nn.Module, path: str | Path, fingerprint: str, thread
         ExportError: exporting failed.
     """
     path = Path(path)
+    make = ARTEFACT_NETWORKS[runtime]
     if path.is_file():
         try:
-            onnx_network = OnnxNetwork(path, threads)
-        except Exception as exc:                   # ONNX Runtime's errors derive from Exception only
-            raise ArtefactError(f"ONNX Runtime cannot load {path}: {type(exc).__name__}: {exc}".strip()) from exc
-        if onnx_network.fingerprint == fingerprint:
+            loaded = make(path, threads)
+        except Exception as exc:                   # the runtimes' load errors derive from Exception only
+            reason = f"{_RUNTIME_NAMES[runtime]} cannot load {path}: {type(exc).__name__}: {exc}"
+            raise ArtefactError(reason.strip()) from exc
+        if loaded.fingerprint == fingerprint:
             try:
-                compare_logits(onnx_network.run_numpy, network, LOAD_CHECK_SIZES)
+                compare_logits(loaded.run_numpy, network, LOAD_CHECK_SIZES)
             except ExportError as exc:
                 raise ArtefactError(f"{path} does not reproduce its torch model: {exc}") from exc
-            return onnx_network
+            return loaded
         logger.info("ONNX artefact %s was exported from another checkpoint; exporting again", path)
     export_onnx(network, path, fingerprint)
-    return OnnxNetwork(path, threads)
+    return make(path, threads)
 
 
 def build_predictor(model: nn.Module, *, runtime: str = "auto", device: str | torch.device = "cpu",
@@ -182,22 +203,22 @@ def build_predictor(model: nn.Module, *, runtime: str = "auto", device: str | to
     resolved = resolve_runtime(runtime, device)
     network = inference_network(model)
     reason = None
-    if resolved == "onnxruntime":
+    if resolved in ARTEFACT_NETWORKS:
         if torch.device(device).type != "cpu":
-            reason = f"onnxruntime runs on the CPU here, the device is {device}"
-        elif not onnxruntime_available():
-            reason = "the onnxruntime package is not installed"
+            reason = f"{resolved} runs on the CPU here, the device is {device}"
+        elif not runtime_available(resolved):
+            reason = f"the {resolved} package is not installed"
         elif artefact is None or fingerprint is None:
             reason = "no artefact location or fingerprint was given for this model"
         else:
             try:
-                onnx_network = open_artefact(network, artefact, fingerprint)
+                artefact_network = open_artefact(network, artefact, fingerprint, runtime=resolved)
             except (ArtefactError, ExportError, OSError) as exc:
                 reason = str(exc)
             else:
-                predictor = Predictor(network, device="cpu", channels_last=False, network=onnx_network,
+                predictor = Predictor(network, device="cpu", channels_last=False, network=artefact_network,
                                       **predictor_options)
-                return predictor, RuntimeChoice(requested, "onnxruntime", str(artefact))
+                return predictor, RuntimeChoice(requested, resolved, str(artefact))
         logger.warning("falling back to the torch runtime: %s", reason)
     predictor = Predictor(network, device=device, fuse=False, **predictor_options)
     return predictor, RuntimeChoice(requested, "torch", str(artefact) if artefact else None, reason)

@@ -11,8 +11,12 @@ fp32 on the last click list. Candidates (:data:`CANDIDATES`):
   AVX512-BF16/AMX);
 * ``ort-fp32``: the ONNX artefact in ONNX Runtime with all graph optimisations;
 * ``ort-no-arena``, ``ort-io-binding``, ``ort-no-spinning``, ``ort-1-thread``: ONNX Runtime options;
+* ``openvino-fp32``: the same artefact compiled by OpenVINO in fp32 with the latency hint (what
+  ``FCANET_RUNTIME=openvino`` serves); ``openvino-fp32-no-hint``, ``openvino-1-thread``: its options;
+* ``openvino-bf16``: OpenVINO's bfloat16 precision hint (lossy; only on CPUs with native bf16);
 * ``ort-int8-static``: static QDQ int8 quantisation (per-channel weights) calibrated on training
-  images (lossy).
+  images (lossy). Not part of ``all``: its masks are far from fp32 (mask IoU 0.71 with the
+  bundled model), so it is no candidate; name it to measure it.
 
 A lossy candidate is reported, never made a default here: it would first have to keep NoC on
 GrabCut and a validation split within 0.05 clicks (``python -m fcanet_core.evaluate``).
@@ -34,6 +38,7 @@ from ..data.datasets import load_samples
 from .onnx_export import export_onnx, inference_network
 from .predictor import Predictor
 from ..evaluation.robot import iou, next_click
+from .openvino_network import OpenVinoNetwork
 from .runtime import OnnxNetwork
 
 logger = logging.getLogger(__name__)
@@ -69,6 +74,7 @@ class Candidate:
     lossy: bool
     make: Callable[[Workspace], Callable[..., torch.Tensor] | None]
     channels_last: bool = False
+    in_all: bool = True
 
 
 def _int8_network(space: Workspace) -> OnnxNetwork:
@@ -90,6 +96,15 @@ def _int8_network(space: Workspace) -> OnnxNetwork:
     return OnnxNetwork(target)
 
 
+def _openvino_bf16_network(space: Workspace) -> OpenVinoNetwork:
+    """OpenVINO with the bfloat16 precision hint, where the CPU computes bfloat16 natively."""
+    from ..training.step import native_cpu_bf16
+
+    if not native_cpu_bf16():
+        raise RuntimeError("this CPU has no native bfloat16 (AVX512-BF16 or AMX)")
+    return OpenVinoNetwork(space.onnx_path, precision="bf16")
+
+
 CANDIDATES: dict[str, Candidate] = {
     "torch-fp32": Candidate(False, lambda s: None, channels_last=True),
     "torch-bf16-autocast": Candidate(True, lambda s: Bf16Autocast(s.network), channels_last=True),
@@ -98,8 +113,14 @@ CANDIDATES: dict[str, Candidate] = {
     "ort-io-binding": Candidate(False, lambda s: OnnxNetwork(s.onnx_path, io_binding=True)),
     "ort-no-spinning": Candidate(False, lambda s: OnnxNetwork(s.onnx_path, spinning=False)),
     "ort-1-thread": Candidate(False, lambda s: OnnxNetwork(s.onnx_path, threads=1)),
-    "ort-int8-static": Candidate(True, _int8_network),
+    "openvino-fp32": Candidate(False, lambda s: OpenVinoNetwork(s.onnx_path)),
+    "openvino-fp32-no-hint": Candidate(False, lambda s: OpenVinoNetwork(s.onnx_path, latency=False)),
+    "openvino-1-thread": Candidate(False, lambda s: OpenVinoNetwork(s.onnx_path, threads=1)),
+    "openvino-bf16": Candidate(True, _openvino_bf16_network),
+    "ort-int8-static": Candidate(True, _int8_network, in_all=False),
 }
+#: What ``--runtimes all`` measures.
+ALL_CANDIDATES = [name for name, candidate in CANDIDATES.items() if candidate.in_all]
 
 
 def calibration_inputs(predictor: Predictor, data: str | Path, n_images: int) -> list[list[np.ndarray]]:
@@ -132,7 +153,7 @@ def compare_runtimes(model: nn.Module, names: Sequence[str], image: np.ndarray, 
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "fp32.onnx"
-        if any(n.startswith("ort-") for n in names):
+        if any(n.startswith(("ort-", "openvino-")) for n in names):
             export_onnx(network, onnx_path, "bench")
         space = Workspace(network, onnx_path, lambda: calibration_inputs(reference, calibration, calibration_images))
         for name in names:

@@ -3,7 +3,7 @@
 CLI (prints JSON; README quotes its result on the 50 GrabCut images)::
 
     python -m fcanet_core.inference.runtime_check --data ../shared/data/grabcut [--checkpoint default]
-        [--runtime onnxruntime] [--clicks 5] [--limit N] [--json out.json]
+        [--runtime openvino|onnxruntime|auto] [--clicks 5] [--limit N] [--json out.json]
 
 Per image a robot user (:func:`fcanet_core.next_click`) clicks on the errors of the torch mask;
 both predictors get the same click list each time, and the IoU between their masks is recorded
@@ -65,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fcanet_core.inference.runtime_check", description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="evaluation set (e.g. ../shared/data/grabcut)")
     parser.add_argument("--checkpoint", default="default", help="checkpoint file or 'default'")
-    parser.add_argument("--runtime", choices=[r for r in RUNTIMES if r != "torch"], default="onnxruntime")
+    parser.add_argument("--runtime", choices=[r for r in RUNTIMES if r != "torch"], default="auto",
+                        help="runtime compared with torch fp32 (default: what FCANET_RUNTIME=auto serves here)")
     parser.add_argument("--artefact", type=Path, help="ONNX artefact to use or write (default: a temporary one)")
     parser.add_argument("--clicks", type=int, default=5, help="robot clicks per image (default 5)")
     parser.add_argument("--limit", type=int, help="first N images only")

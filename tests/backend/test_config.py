@@ -62,7 +62,7 @@ def test_legacy_aliases_and_blank_values():
     ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
     ({"TORCH_THREADS": "-1"}, "TORCH_THREADS must not be negative"),
     ({"FCANET_SHORT_SIDE": "8"}, "FCANET_SHORT_SIDE must be at least 16"),
-    ({"FCANET_RUNTIME": "tensorrt"}, "FCANET_RUNTIME must be one of auto, torch, onnxruntime"),
+    ({"FCANET_RUNTIME": "tensorrt"}, "FCANET_RUNTIME must be one of auto, torch, onnxruntime, openvino"),
 ])
 def test_bad_values_name_the_variable(env, message):
     with pytest.raises(ValueError, match=message):

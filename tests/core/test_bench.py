@@ -26,12 +26,13 @@ def test_bench_reports_seconds_per_click(tmp_path: Path) -> None:
 def test_bench_puts_runtimes_side_by_side(tmp_path: Path) -> None:
     out = tmp_path / "runtimes.json"
     subprocess.run([sys.executable, "-m", "fcanet_core.bench", "--arch", "lite0", "--size", "48x64",
-                    "--clicks", "1", "--repeats", "1", "--threads", "1", "--runtimes", "torch-fp32,ort-fp32",
+                    "--clicks", "1", "--repeats", "1", "--threads", "1", "--runtimes", "torch-fp32,ort-fp32,openvino-fp32",
                     "--json", str(out)], cwd=REPO_ROOT, check=True, capture_output=True, timeout=600)
     report = json.loads(out.read_text())
-    assert set(report["runtimes"]) == {"torch-fp32", "ort-fp32"} and report["machine"]["cores"] >= 1
+    assert set(report["runtimes"]) == {"torch-fp32", "ort-fp32", "openvino-fp32"} and report["machine"]["cores"] >= 1
     for name, result in report["runtimes"].items():
         assert result["lossy"] is False and result["seconds_per_click"]["n"] == 1, name
+        assert "overhead_seconds_per_click" in result, name
         assert result["max_rel_logit_diff"] <= 1e-3 and result["mask_iou_vs_torch_fp32"] >= 0.999, name
     assert report["runtimes"]["torch-fp32"]["max_rel_logit_diff"] == 0.0
 

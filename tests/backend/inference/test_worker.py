@@ -88,7 +88,7 @@ def test_a_promoted_version_is_served_through_its_onnx_artefact_within_one_click
     registry.promote("tiny-v2")
     assert client.post("/predict", json=click_body).json["results"][0]["model_version"] == "tiny-v2"
     (state,) = client.get("/health").json["runtimes"].values()
-    assert state == {"model_version": "tiny-v2", "requested": "auto", "runtime": "onnxruntime",
+    assert state == {"model_version": "tiny-v2", "requested": "auto", "runtime": "openvino",
                      "artefact": str(folder / "model.onnx"), "fallback_reason": None}
 
     folder = _promote_flipped(registry, tiny_checkpoint, "tiny-v3", "tiny-v2")

@@ -54,7 +54,7 @@ def test_health_and_root(client):
         assert body == {"status": "UP", "model_class": "FCANetBackend", "model_version": "tiny-lite0",
                 "inference": "in-process"}
         assert runtimes["in-process"]["model_version"] == "tiny-lite0"
-        assert runtimes["in-process"]["runtime"] == "onnxruntime"             # FCANET_RUNTIME=auto on a CPU
+        assert runtimes["in-process"]["runtime"] == "openvino"               # FCANET_RUNTIME=auto on a CPU
         assert runtimes["in-process"]["fallback_reason"] is None
 
 
