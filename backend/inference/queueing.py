@@ -45,6 +45,7 @@ from ..common.errors import BackendError
 from ..config import Settings
 from ..storage.registry import ModelRegistry
 from .engine import get_engine
+from .image_waits import HELD_BY
 from .jobs import SEGMENT_FRAME_JOB, SEGMENT_JOB, FrameRequest, SegmentRequest, run_segment, run_segment_frame
 from .runtime_state import worker_runtimes
 
@@ -274,6 +275,10 @@ class QueueRunner:
             if status == JobStatus.STARTED and not self._worker_alive(job):
                 raise WorkerLost(f"the worker {job.worker_name!r} running job {job.id} stopped sending "
                                  "heartbeats (killed or crashed); the click was not answered, try again")
+            holder = job.get_meta(refresh=True).get(HELD_BY) if status == JobStatus.QUEUED else None
+            if holder and not self._alive(holder):
+                raise WorkerLost(f"the worker {holder!r} holding job {job.id} while its image downloaded stopped "
+                                 "sending heartbeats (killed or crashed); the click was not answered, try again")
             if time.monotonic() >= deadline:
                 raise self._timed_out(job, status)
 
@@ -293,7 +298,10 @@ class QueueRunner:
             job.refresh()                             # the worker's name is stored when it starts the job
         if not job.worker_name:
             return True
-        return bool(self.connection.exists(Worker.redis_worker_namespace_prefix + job.worker_name))
+        return self._alive(job.worker_name)
+
+    def _alive(self, worker_name: str) -> bool:
+        return bool(self.connection.exists(Worker.redis_worker_namespace_prefix + worker_name))
 
     def _timed_out(self, job: Job, status: JobStatus | None) -> PredictTimeout:
         waited = self.settings.predict_timeout

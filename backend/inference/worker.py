@@ -137,7 +137,7 @@ class ResidentWorker(SimpleWorker):
     def execute_job(self, job: Job, queue: Queue) -> None:
         """Set the job aside while its image downloads; else switch to a newly promoted model
         version if there is one, then run the job."""
-        if self.image_waits is not None and self.image_waits.set_aside(job, queue):
+        if self.image_waits is not None and self.image_waits.set_aside(job, queue, self.name):
             return
         if self.engine is not None and self.engine.reload_if_changed():
             self._publish_runtime()
