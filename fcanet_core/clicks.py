@@ -11,6 +11,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .inference.cancel import raise_if_stopped
+
 #: Distances are clipped here; a map with no click of its kind is constant at this value.
 MAX_DISTANCE = 255.0
 
@@ -61,6 +63,7 @@ def distance_map(points: Iterable[tuple[int, int]], height: int, width: int) -> 
     xs = np.arange(width, dtype=np.float64)[None, :]
     squared = np.full((height, width), np.inf)
     for x, y in points:
+        raise_if_stopped()
         np.minimum(squared, (xs - int(x)) ** 2 + (ys - int(y)) ** 2, out=squared)
     return np.minimum(np.sqrt(squared), MAX_DISTANCE).astype(np.float32)
 

@@ -3,7 +3,8 @@
 Used where a source the backend does not control decides how long a call takes (an image host
 that sends one byte a second, a stuck in-process click): the call runs in a daemon thread of its
 own and the caller waits at most ``seconds``. The abandoned call is not killed; it must bound
-itself (the image download checks its deadline between reads), so it ends soon after.
+itself (the image download checks its deadline between reads) or watch the ``stop`` event the
+caller sets when it gives up (a prediction checks it between its stages), so it ends soon after.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class Deadline:
 
 
 def call_within(seconds: float, func: Callable[[], T], on_timeout: Callable[[], Exception],
-                name: str = "deadline-call") -> T:
+                name: str = "deadline-call", stop: threading.Event | None = None) -> T:
     """``func()``'s result or exception, or ``on_timeout()`` raised after ``seconds``.
 
     Args:
@@ -40,6 +41,7 @@ def call_within(seconds: float, func: Callable[[], T], on_timeout: Callable[[], 
         func: the call; it runs in a daemon thread (context such as Flask's ``g`` is not there).
         on_timeout: builds the exception raised when the time is out.
         name: the thread's name, for logs.
+        stop: set when the time is out, for a ``func`` that checks it to end early.
     """
     outcome: dict[str, object] = {}
     done = threading.Event()
@@ -54,6 +56,8 @@ def call_within(seconds: float, func: Callable[[], T], on_timeout: Callable[[], 
 
     threading.Thread(target=run, name=name, daemon=True).start()
     if not done.wait(seconds):
+        if stop is not None:
+            stop.set()
         raise on_timeout()
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]

@@ -179,9 +179,7 @@ class ImageFetcher:
             task_id: the Label Studio task id; needed for cloud-storage URIs.
             credentials: Label Studio URL and token; default: resolved from the settings.
         """
-        client = LabelStudioClient(Credentials.resolve(self.settings, credentials),
-                                   verify_ssl=self.settings.verify_ssl, timeout=self.settings.download_timeout,
-                                   session=self._session)
+        client = self._client(credentials)
         source = self.resolve(url, task_id, client)
         key = source if source.url else (source.path, _file_stamp(source.path))
         image = self.cache.get(key)
@@ -189,6 +187,23 @@ class ImageFetcher:
             logger.debug("image cache hit", extra={"image": url})
             return image
         return self._loads.run(key, lambda: self._load(key, source, client, url))
+
+    def answers_at_once(self, url: str, task_id: int | None = None, credentials: Credentials | None = None) -> bool:
+        """Whether :meth:`fetch` answers without waiting for a remote source: the image is cached or a
+        local file, its source timed out a moment ago, or the reference is refused outright."""
+        try:
+            source = self.resolve(url, task_id, self._client(credentials))
+        except BackendError:
+            return True
+        if not source.url:
+            return True
+        recent = self._timeouts.get(source)
+        return self.cache.get(source) is not None or (recent is not None and recent[1] > time.monotonic())
+
+    def _client(self, credentials: Credentials | None) -> LabelStudioClient:
+        return LabelStudioClient(Credentials.resolve(self.settings, credentials),
+                                 verify_ssl=self.settings.verify_ssl, timeout=self.settings.download_timeout,
+                                 session=self._session)
 
     def _load(self, key: object, source: ImageSource, client: LabelStudioClient, url: str) -> np.ndarray:
         recent = self._timeouts.get(key)

@@ -3,7 +3,11 @@
 Exactly one engine per process and model configuration (:func:`get_engine`): in a worker, or in
 the web process when ``REDIS_URL`` is unset. The model is the registry's current version
 (``ModelRegistry(MODEL_DIR).current()``); :meth:`InferenceEngine.reload_if_changed` swaps in a newly
-promoted version (loaded beside the old one, which keeps serving until the swap). Predictions are
+promoted version (loaded beside the old one, which keeps serving until the swap). When the current
+version's checkpoint cannot be loaded, at start or at a swap, the engine serves the last loadable
+version (the one in use, or at start the latest earlier version, else the default), logs it at ERROR
+once and says so in :meth:`InferenceEngine.runtime_state` (``not_serving``), which ``/health``
+turns into a warning; the broken file is not read again until the pointer or the file changes. Predictions are
 serialised by a lock, so gunicorn threads may share the engine. ``FCANET_RUNTIME`` picks what runs
 the network (:mod:`fcanet_core.inference.runtime`): each version's ONNX artefact is kept beside its
 checkpoint (or under ``MODEL_DIR/artefacts`` when that folder is read-only); :attr:`InferenceEngine.runtime`
@@ -65,8 +69,9 @@ class InferenceEngine:
         self._lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self._previous: LRUCache[np.ndarray] = LRUCache(PREVIOUS_MASKS if settings.zoom_in else 0)
-        self._version, self._predictor, self._runtime = self._load(self.registry.current())
         self._unloadable: tuple | None = None
+        self._not_serving: dict | None = None
+        self._version, self._predictor, self._runtime = self._load_first()
 
     @property
     def model_version(self) -> str:
@@ -83,9 +88,44 @@ class InferenceEngine:
         """What runs the network of the version in use (and why torch does, after a fallback)."""
         return self._runtime
 
+    @property
+    def not_serving(self) -> dict | None:
+        """``{"version", "reason"}`` of the registry's current version while its checkpoint cannot be
+        loaded and another version serves; ``None`` when the current version serves."""
+        return self._not_serving
+
     def runtime_state(self) -> dict:
-        """``{"model_version", "runtime", "requested", "artefact", "fallback_reason"}`` of the version in use."""
-        return {"model_version": self.model_version, **self._runtime.as_dict()}
+        """``{"model_version", "runtime", "requested", "artefact", "fallback_reason", "not_serving"}``
+        of the version in use."""
+        return {"model_version": self.model_version, **self._runtime.as_dict(), "not_serving": self._not_serving}
+
+    def _load_first(self) -> tuple[ModelVersion, Predictor, RuntimeChoice]:
+        """The current version; when it cannot be loaded, the latest earlier version that can."""
+        current = self.registry.current()
+        try:
+            return self._load(current)
+        except Exception as exc:  # noqa: BLE001 - whatever the file holds, an earlier version serves
+            self._mark_unloadable(current, exc)
+            failure = exc
+        for version in self.registry.earlier_versions():
+            try:
+                loaded = self._load(version)
+            except Exception as exc:  # noqa: BLE001 - try the next earlier one
+                logger.error("an earlier model version cannot be loaded either",
+                             extra={"model_version": version.name, "error": _reason(exc)})
+                continue
+            logger.error(f"SERVING {version.name} INSTEAD OF THE CURRENT VERSION {current.name}: its checkpoint "
+                         "cannot be loaded; promote or roll back to a loadable version",
+                         extra={"model_version": version.name, "current": current.name, "error": _reason(failure)})
+            return loaded
+        raise failure
+
+    def _mark_unloadable(self, version: ModelVersion, exc: Exception) -> None:
+        """Remember that ``version`` cannot be loaded (not read again before it changes); log it once."""
+        self._unloadable = _identity(version)
+        self._not_serving = {"version": version.name, "reason": _reason(exc)}
+        logger.error("cannot load the registry's current model version", exc_info=exc,
+                     extra={"current": version.name, "error": _reason(exc)})
 
     def _load(self, version: ModelVersion) -> tuple[ModelVersion, Predictor, RuntimeChoice]:
         started = time.perf_counter()
@@ -108,27 +148,31 @@ class InferenceEngine:
         checkpoint that failed is not read again until the pointer or the file changes.
         """
         with self._reload_lock:
-            current = None
             try:
                 current = self.registry.current()
-                if current.name == self._version.name or self._unloadable == _identity(current):
-                    return False
+            except Exception:  # noqa: BLE001 - an unreadable pointer: the old model keeps serving
+                logger.exception("cannot read the model registry; keeping the old model version",
+                                 extra={"model_version": self._version.name})
+                return False
+            if current.name == self._version.name:
+                self._not_serving = None                     # rolled back to the version in use
+                return False
+            if self._unloadable == _identity(current):
+                return False
+            try:
                 loaded = self._load(current)
-            except Exception:  # noqa: BLE001 - whatever the file holds, the old model keeps serving
-                if current is not None:
-                    self._unloadable = _identity(current)   # not read again before it changes
-                logger.exception("cannot load the registry's current model version; keeping the old one",
-                                 extra={"model_version": self._version.name,
-                                        "current": current.name if current else None})
+            except Exception as exc:  # noqa: BLE001 - whatever the file holds, the old model keeps serving
+                self._mark_unloadable(current, exc)
                 return False
             with self._lock:
                 old = self._version.name
                 self._version, self._predictor, self._runtime = loaded
+                self._not_serving = None
             logger.info("model version switched", extra={"model_version": current.name, "old_version": old})
             return True
 
     def segment(self, image: np.ndarray, clicks: Sequence[Click], image_key: str | None = None,
-                box: Box | None = None) -> tuple[np.ndarray, float]:
+                box: Box | None = None, stop: threading.Event | None = None) -> tuple[np.ndarray, float]:
         """Segment the object the clicks point at.
 
         Args:
@@ -137,6 +181,8 @@ class InferenceEngine:
             image_key: identifies the image across calls; with ``FCANET_ZOOM_IN`` the mask of the
                 same clicks minus the last one is reused as the previous mask.
             box: optional region of interest (:meth:`fcanet_core.Predictor.predict`'s ``box``).
+            stop: set by a caller that gave up: a click still waiting for the engine does not
+                start, a running one ends at its next stage (:class:`PredictionStopped`).
 
         Returns:
             ``(mask, score)``: uint8 H×W 0/1 and the mean object probability inside the mask
@@ -146,12 +192,18 @@ class InferenceEngine:
         with self._lock:
             previous = self._previous.get((image_key, tuple(clicks[:-1]))) if image_key else None
             pred = self._predictor.predict(image, clicks, prev_mask=previous,
-                                           box=None if box is None else (box.x0, box.y0, box.x1, box.y1))
+                                           box=None if box is None else (box.x0, box.y0, box.x1, box.y1), stop=stop)
             prob, mask = pred.prob, pred.mask
         if image_key:
             self._previous.put((image_key, tuple(clicks)), mask)
         score = float(prob[mask > 0].mean()) if mask.any() else 0.0
         return mask, score
+
+
+def _reason(exc: Exception) -> str:
+    """A one-line reason for a failed load: the exception's type and first line."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _identity(version: ModelVersion) -> tuple:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Iterator
@@ -121,10 +122,11 @@ class FrameRequest:
             raise BadRequest(f"malformed frame job payload ({type(exc).__name__})") from None
 
 
-def run_segment_frame(request: FrameRequest, settings: Settings) -> dict:
+def run_segment_frame(request: FrameRequest, settings: Settings, stop: threading.Event | None = None) -> dict:
     """Decode the frame, predict: ``{"mask": packed bits, "width", "height", "score", "model_version"}``.
 
     ``mask`` is ``np.packbits`` of the H×W 0/1 mask, row-major (:func:`unpack_mask` inverts it).
+    ``stop`` (set by a caller that gave up) ends the prediction at its next stage.
 
     Raises:
         BackendError: image limits or decoding (413/422), clicks or box outside the image (400).
@@ -135,7 +137,7 @@ def run_segment_frame(request: FrameRequest, settings: Settings) -> dict:
     image, digest = get_frame_decoder(settings).decode(request.image)
     height, width = image.shape[:2]
     clicks, box = place_prompt(request.clicks, request.box, width, height)
-    mask, score = engine.segment(image, clicks, image_key=f"frame:{digest}", box=box)
+    mask, score = engine.segment(image, clicks, image_key=f"frame:{digest}", box=box, stop=stop)
     version = engine.model_version
     logger.info("segmented", extra={"frame": digest, "clicks": len(clicks), "box": box is not None,
                                     "model_version": version, "score": round(score, 4),
@@ -196,8 +198,9 @@ def fetch_image(request: SegmentRequest, settings: Settings) -> np.ndarray:
     return get_fetcher(settings).fetch(request.image, request.task_id, credentials)
 
 
-def run_segment(request: SegmentRequest, settings: Settings) -> dict:
-    """Fetch the image, predict, encode: ``{"result": [...], "score", "model_version"}``.
+def run_segment(request: SegmentRequest, settings: Settings, stop: threading.Event | None = None) -> dict:
+    """Fetch the image, predict, encode: ``{"result": [...], "score", "model_version"}``; ``stop``
+    (set by a caller that gave up) ends the prediction at its next stage.
 
     Raises:
         BackendError: image, prompt or Label Studio problems (with an HTTP status).
@@ -209,7 +212,8 @@ def run_segment(request: SegmentRequest, settings: Settings) -> dict:
     image = fetch_image(request, settings)
     fetched = time.perf_counter()
     clicks, box = to_image_pixels(request, *image.shape[:2])
-    mask, score = engine.segment(image, clicks, image_key=f"{request.task_id}:{request.image}", box=box)
+    mask, score = engine.segment(image, clicks, image_key=f"{request.task_id}:{request.image}", box=box,
+                                 stop=stop)
     segmented = time.perf_counter()
     result = mask_to_results(fit_mask(mask, request.output.width, request.output.height), request.output, score)
     version = engine.model_version

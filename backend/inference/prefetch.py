@@ -14,12 +14,15 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 from rq import Queue
 from rq.job import Job
 
 from ..common.errors import BackendError
 from ..config import Settings
+from ..images.fetch import get_fetcher
+from ..labelstudio.client import Credentials
 from .jobs import SEGMENT_JOB, SegmentRequest, fetch_image
 
 logger = logging.getLogger(__name__)
@@ -93,14 +96,36 @@ class Prefetcher:
 
     def _fetch(self, request: SegmentRequest, key: tuple[str, int | None]) -> None:
         try:
+            self._fetch_quietly(request)
+        finally:
+            with self._lock:
+                self._pending.discard(key)
+
+    def _fetch_quietly(self, request: SegmentRequest) -> None:
+        """Fetch the request's image into the cache; a failure is logged (rate-limited), not raised."""
+        try:
             fetch_image(request, self.settings)
         except BackendError as exc:
             self._warnings.warn("fetch", "prefetch failed", image=request.image, detail=exc.detail)
         except Exception as exc:  # noqa: BLE001 - the job itself reports what went wrong
             self._warnings.warn("fetch", "prefetch failed", image=request.image, error=repr(exc))
-        finally:
-            with self._lock:
-                self._pending.discard(key)
+
+    def answers_at_once(self, request: SegmentRequest) -> bool:
+        """Whether the request's image can be had without waiting for its source
+        (:meth:`backend.images.fetch.ImageFetcher.answers_at_once`)."""
+        credentials = Credentials.resolve(self.settings, request.credentials)
+        return get_fetcher(self.settings).answers_at_once(request.image, request.task_id, credentials)
+
+    def fetch_then(self, request: SegmentRequest, then: Callable[[], None]) -> None:
+        """Fetch the request's image in a download thread (joining a download of it already
+        running), then call ``then()`` whatever the outcome."""
+        def run() -> None:
+            try:
+                self._fetch_quietly(request)
+            finally:
+                then()
+
+        self._pool.submit(run)
 
     def shutdown(self) -> None:
         """Stop watching and taking work (running downloads end at their deadline)."""

@@ -12,7 +12,8 @@ prompt problem in the worker → the worker's own status (4xx/502). A job nobody
 
 Without Redis, :class:`InProcessRunner` runs :func:`backend.inference.jobs.run_segment` in the web process
 with the process-wide engine, loaded when the runner is made (at app start, not in a request), and
-answers 504 when it takes longer than ``PREDICT_TIMEOUT``.
+answers 504 when it takes longer than ``PREDICT_TIMEOUT``; the click it gave up on is stopped at its
+next stage (:mod:`fcanet_core.inference.cancel`), so it does not hold the engine from the next click.
 Both runners share one interface: ``model_version``, ``segment(request) -> dict`` (a Label
 Studio click), ``segment_frame(request) -> dict`` (a click on an image sent with the request, as
 CVAT does), ``queue_depths() -> dict`` and ``queue_state() -> dict`` (for ``/health``);
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from typing import Any, Callable, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -36,11 +38,14 @@ from rq.job import Job, JobStatus
 from rq.results import Result
 from rq.worker import Worker
 
+from fcanet_core.inference.cancel import PredictionStopped
+
 from ..common.deadline import call_within
 from ..common.errors import BackendError
 from ..config import Settings
 from ..storage.registry import ModelRegistry
 from .engine import get_engine
+from .image_waits import HELD_BY
 from .jobs import SEGMENT_FRAME_JOB, SEGMENT_JOB, FrameRequest, SegmentRequest, run_segment, run_segment_frame
 from .runtime_state import worker_runtimes
 
@@ -186,23 +191,30 @@ class InProcessRunner:
     def segment(self, request: SegmentRequest, deadline: float | None = None) -> dict:
         """:func:`run_segment` here; :class:`PredictTimeout` when it passes ``PREDICT_TIMEOUT`` (or
         the ``time.monotonic()`` ``deadline`` of the whole request, when sooner)."""
-        return self._within_timeout(lambda: run_segment(request, self.settings), "segment", deadline)
+        return self._within_timeout(lambda stop: run_segment(request, self.settings, stop), "segment", deadline)
 
     def segment_frame(self, request: FrameRequest) -> dict:
         """:func:`run_segment_frame` here; :class:`PredictTimeout` when it passes ``PREDICT_TIMEOUT``."""
-        return self._within_timeout(lambda: run_segment_frame(request, self.settings), "segment_frame")
+        return self._within_timeout(lambda stop: run_segment_frame(request, self.settings, stop), "segment_frame")
 
-    def _within_timeout(self, job: Callable[[], dict], name: str, deadline: float | None = None) -> dict:
-        """Run ``job`` on the current model, giving up after ``PREDICT_TIMEOUT`` or at ``deadline``."""
+    def _within_timeout(self, job: Callable[[threading.Event], dict], name: str,
+                        deadline: float | None = None) -> dict:
+        """Run ``job(stop)`` on the current model, giving up after ``PREDICT_TIMEOUT`` or at
+        ``deadline``; ``stop`` is set then, and the prediction ends at its next stage."""
         waited = wait_s(self.settings.predict_timeout, deadline)
+        stop = threading.Event()
 
         def run() -> dict:
             self.engine.reload_if_changed()
-            return job()
+            try:
+                return job(stop)
+            except PredictionStopped:
+                logger.info("click stopped: it passed its deadline", extra={"timeout_s": waited})
+                raise
 
         return call_within(waited, run, lambda: PredictTimeout(
             f"the click took longer than {waited:g}s (PREDICT_TIMEOUT={self.settings.predict_timeout:g}s, or what "
-            "was left of the request's PREDICT_REQUEST_TIMEOUT)"), name=name)
+            "was left of the request's PREDICT_REQUEST_TIMEOUT)"), name=name, stop=stop)
 
     def queue_depths(self) -> dict[str, int]:
         return {}
@@ -263,6 +275,10 @@ class QueueRunner:
             if status == JobStatus.STARTED and not self._worker_alive(job):
                 raise WorkerLost(f"the worker {job.worker_name!r} running job {job.id} stopped sending "
                                  "heartbeats (killed or crashed); the click was not answered, try again")
+            holder = job.get_meta(refresh=True).get(HELD_BY) if status == JobStatus.QUEUED else None
+            if holder and not self._alive(holder):
+                raise WorkerLost(f"the worker {holder!r} holding job {job.id} while its image downloaded stopped "
+                                 "sending heartbeats (killed or crashed); the click was not answered, try again")
             if time.monotonic() >= deadline:
                 raise self._timed_out(job, status)
 
@@ -282,7 +298,10 @@ class QueueRunner:
             job.refresh()                             # the worker's name is stored when it starts the job
         if not job.worker_name:
             return True
-        return bool(self.connection.exists(Worker.redis_worker_namespace_prefix + job.worker_name))
+        return self._alive(job.worker_name)
+
+    def _alive(self, worker_name: str) -> bool:
+        return bool(self.connection.exists(Worker.redis_worker_namespace_prefix + worker_name))
 
     def _timed_out(self, job: Job, status: JobStatus | None) -> PredictTimeout:
         waited = self.settings.predict_timeout

@@ -32,6 +32,10 @@ def worker_runtimes(connection: Redis) -> dict[str, dict]:
 
 
 def runtime_warnings(runtimes: dict[str, dict]) -> list[str]:
-    """One warning per process that fell back to torch from the runtime it was asked for."""
-    return [f"{who} serves {state.get('model_version')} with torch (FCANET_RUNTIME={state.get('requested')}): "
-            f"{state['fallback_reason']}" for who, state in runtimes.items() if state.get("fallback_reason")]
+    """One warning per process that serves another version than the current one (its checkpoint
+    cannot be loaded), and one per process that fell back to torch from the runtime it was asked for."""
+    stale = [f"{who} serves {state.get('model_version')} instead of the current version "
+             f"{state['not_serving']['version']}, whose checkpoint cannot be loaded ({state['not_serving']['reason']}): "
+             "promote or roll back to a loadable version" for who, state in runtimes.items() if state.get("not_serving")]
+    return stale + [f"{who} serves {state.get('model_version')} with torch (FCANET_RUNTIME={state.get('requested')}): "
+                    f"{state['fallback_reason']}" for who, state in runtimes.items() if state.get("fallback_reason")]

@@ -31,8 +31,9 @@ restarted without its data), so ``/health`` and auto-annotation see it serving.
 Before each job the worker compares the registry's current version with the loaded one and
 reloads when a new version was promoted (``InferenceEngine.reload_if_changed``). While it works,
 a watcher thread downloads the images of the clicks waiting in the inference queue
-(:class:`backend.inference.prefetch.Prefetcher`), so stuck image sources delay the clicks behind them by
-about one download period, not one per click.
+(:class:`backend.inference.prefetch.Prefetcher`), and a click whose image is not there yet when its
+turn comes waits beside the worker (:mod:`backend.inference.image_waits`): inference runs only on
+clicks whose pixels are there, so a slow image source delays no other annotator's click.
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ from rq.worker import SimpleWorker
 
 from ..config import Settings
 from .engine import InferenceEngine, apply_torch_threads, get_engine
+from .image_waits import ImageWaits
 from .prefetch import Prefetcher
 from .queueing import QUEUE_BATCH, QUEUE_INFERENCE, QUEUE_NAMES, redis_connection, unavailable
 from .runtime_state import forget_runtime, publish_runtime
@@ -66,15 +68,18 @@ class ResidentWorker(SimpleWorker):
         settings: ``worker_heartbeat_ttl`` (seconds a silent worker counts as dead).
         engine: the loaded inference engine to keep current, or ``None`` (no model served).
         prefetcher: downloads the images of queued clicks ahead of their jobs, or ``None``.
+        image_waits: sets aside clicks whose image is still downloading, or ``None`` (they run
+            when dequeued, downloading first).
         **kwargs: passed to ``SimpleWorker`` (``connection``, ``name``, ...).
     """
 
     def __init__(self, queues: Sequence[str | Queue], *, settings: Settings,
                  engine: InferenceEngine | None = None, prefetcher: Prefetcher | None = None,
-                 **kwargs: Any) -> None:
+                 image_waits: ImageWaits | None = None, **kwargs: Any) -> None:
         super().__init__(queues, **kwargs)
         self.engine = engine
         self.prefetcher = prefetcher
+        self.image_waits = image_waits
         self.liveness_ttl = settings.worker_heartbeat_ttl
         self._stop_beating = threading.Event()
         self._beater = threading.Thread(target=self._beat, name="rq-heartbeat", daemon=True)
@@ -121,6 +126,8 @@ class ResidentWorker(SimpleWorker):
         self._stop_beating.set()
         if self.prefetcher is not None:
             self.prefetcher.shutdown()
+        if self.image_waits is not None:
+            self.image_waits.put_back_all()
         if self._beater.is_alive():
             self._beater.join(timeout=5)
         with contextlib.suppress(RedisError):
@@ -128,7 +135,10 @@ class ResidentWorker(SimpleWorker):
         super().teardown()
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        """Switch to a newly promoted model version if there is one, then run the job."""
+        """Set the job aside while its image downloads; else switch to a newly promoted model
+        version if there is one, then run the job."""
+        if self.image_waits is not None and self.image_waits.set_aside(job, queue, self.name):
+            return
         if self.engine is not None and self.engine.reload_if_changed():
             self._publish_runtime()
         super().execute_job(job, queue)
@@ -160,8 +170,9 @@ def run_worker(settings: Settings, queues: Sequence[str], *, burst: bool = False
     apply_torch_threads(settings)
     engine = get_engine(settings) if set(queues) & set(MODEL_QUEUES) else None
     prefetcher = Prefetcher(settings) if QUEUE_INFERENCE in queues else None
+    image_waits = ImageWaits(prefetcher) if prefetcher is not None and not burst else None  # burst ends when empty
     worker = ResidentWorker(list(queues), settings=settings, engine=engine, prefetcher=prefetcher,
-                            connection=connection, name=name)
+                            image_waits=image_waits, connection=connection, name=name)
     logger.info("worker starting", extra={"worker": worker.name, "queues": list(queues),
                                           "model_version": engine.model_version if engine else None})
     return worker.work(burst=burst, logging_level=settings.log_level)

@@ -160,6 +160,23 @@ class ModelRegistry:
         name = self._pointer()["current"]
         return self.default if name is None else self.get(name)
 
+    def earlier_versions(self) -> list[ModelVersion]:
+        """The versions that were current before the current one, the latest first, then the default
+        version; each once, the current one and unknown names left out (what to serve when the
+        current checkpoint cannot be loaded)."""
+        pointer = self._pointer()
+        seen = {pointer["current"] or self.default.name}
+        earlier = []
+        for name in [*reversed(pointer["history"]), self.default.name]:
+            if name in seen:
+                continue
+            seen.add(name)
+            try:
+                earlier.append(self.get(name))
+            except RegistryError:
+                continue
+        return earlier
+
     def list(self) -> list[ModelVersion]:
         """Every version, the default first, then stored versions oldest first."""
         stored = []

@@ -9,6 +9,7 @@ resolution, and zoom-in on the region around the clicks and the previous mask.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -19,6 +20,7 @@ from torch import nn
 
 from ..clicks import Click, encode_clicks, validate_clicks
 from ..modeling.fuse import fuse_for_inference
+from .cancel import check_before_every_layer, raise_if_stopped, stoppable
 from .sis import apply_sis
 from .transforms import SHORT_SIDE, Crop, network_size, resize_image, resize_prob, scale_clicks, to_rgb_uint8, zoom_crop
 
@@ -91,6 +93,8 @@ class Predictor:
         if network is None:
             model = fuse_for_inference(model) if fuse else model.eval()
             network = model.to(self.device, memory_format=self.memory_format)
+        if isinstance(network, nn.Module):
+            check_before_every_layer(network)
         self.model = network
         self._run_numpy: Callable[[list[np.ndarray]], np.ndarray] | None = getattr(network, "run_numpy", None)
         self.sis = sis
@@ -102,7 +106,8 @@ class Predictor:
         self.flip_average = flip_average
 
     def predict(self, image: np.ndarray, clicks: Sequence[Click], prev_mask: np.ndarray | None = None,
-                box: tuple[float, float, float, float] | None = None) -> Prediction:
+                box: tuple[float, float, float, float] | None = None,
+                stop: threading.Event | None = None) -> Prediction:
         """Segment the object the clicks point at.
 
         Args:
@@ -113,6 +118,8 @@ class Predictor:
                 exclusive): the prediction runs on the box and the clicks, enlarged by the zoom-in
                 geometry, and pixels outside that region are background; ``prev_mask`` counts only
                 when that region is the whole image.
+            stop: once set (by a caller that gave up), the prediction ends at its next stage
+                (:mod:`fcanet_core.inference.cancel`).
 
         Returns:
             :class:`Prediction` at the image's size.
@@ -120,7 +127,13 @@ class Predictor:
         Raises:
             ValueError: for a malformed image, no clicks, a click outside the image, or a
                 ``prev_mask`` of another size.
+            PredictionStopped: ``stop`` was set.
         """
+        with stoppable(stop):
+            return self._predict(image, clicks, prev_mask, box)
+
+    def _predict(self, image: np.ndarray, clicks: Sequence[Click], prev_mask: np.ndarray | None,
+                 box: tuple[float, float, float, float] | None) -> Prediction:
         rgb = to_rgb_uint8(image)
         height, width = rgb.shape[:2]
         clicks = list(clicks)
@@ -144,6 +157,7 @@ class Predictor:
             prob = crop.paste(self.probability(crop.image(rgb), crop.clicks(clicks)))
         mask = (prob > 0.5).astype(np.uint8)
         if self.sis:
+            raise_if_stopped()
             mask = apply_sis(mask, clicks)
         return Prediction(prob=prob, mask=mask)
 
@@ -157,8 +171,10 @@ class Predictor:
     def probability(self, rgb: np.ndarray, clicks: Sequence[Click]) -> np.ndarray:
         """The official pipeline on a whole RGB uint8 image: float32 probability at its size."""
         arrays = self.input_arrays(rgb, clicks)
+        raise_if_stopped()                                    # for networks without layer checks
         prob = self._network_probability(arrays)
         if self.flip_average:  # the mirror image's distance maps are the mirrored maps
+            raise_if_stopped()
             mirror = [np.ascontiguousarray(a[..., ::-1]) for a in arrays]
             prob = (prob + self._network_probability(mirror)[..., ::-1]) / 2
         return resize_prob(prob[0, 0], rgb.shape[:2])

@@ -90,7 +90,7 @@ def test_a_version_is_served_by_its_artefact_and_a_broken_one_falls_back_to_torc
     registry.promote("tiny-good")
     engine = InferenceEngine(settings)
     assert engine.runtime_state() == {"model_version": "tiny-good", "requested": "auto", "runtime": "openvino",
-                                      "artefact": str(artefact), "fallback_reason": None}
+                                      "artefact": str(artefact), "fallback_reason": None, "not_serving": None}
     served, _ = engine.segment(image, [Click(300, 200, True)])
     reference = fcanet_core.Predictor(model, sis=True, short_side=64).predict(image, [Click(300, 200, True)]).mask
     assert (served != reference).mean() < 1e-4

@@ -13,7 +13,9 @@ from rq.job import Job
 
 from backend.bench.annotator import brush_mask
 from backend.bench.harness import free_port
+from backend.cvat.interactor import CvatInteractor
 from backend.web.app import create_app
+from tests.backend.scenarios.test_bounds import frame_body
 
 UPLOAD = "/data/upload/1/a6b80a50-disc.png"
 
@@ -92,9 +94,10 @@ def test_queued_click_gives_the_in_process_answer(make_settings, redis_url, star
 
 
 @pytest.mark.slow
-def test_a_job_over_job_timeout_is_504(make_settings, redis_url, start_worker, click_body):
-    start_worker()
-    client = create_app(make_settings(REDIS_URL=redis_url, JOB_TIMEOUT="1")).test_client()
-    response = client.post("/predict", json=with_image(click_body, "/slow/4/1/a6b80a50-disc.png"))
-    assert response.status_code == 504, response.json
-    assert "JOB_TIMEOUT=1s" in response.json["detail"]
+def test_a_job_over_job_timeout_is_504(make_settings, redis_url, start_worker):
+    many = {"MAX_CLICKS": "100000", "FCANET_SHORT_SIDE": "352"}
+    start_worker(many)
+    interactor = CvatInteractor(make_settings(REDIS_URL=redis_url, JOB_TIMEOUT="1", **many))
+    status, text = interactor.answer(frame_body(352, 352, [[10 + i % 300, 10 + i % 290] for i in range(60000)]))
+    assert status == 504, text                             # 60 000 click maps take far longer than 1 s
+    assert "JOB_TIMEOUT=1s" in text

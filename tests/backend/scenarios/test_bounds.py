@@ -25,7 +25,7 @@ def _png(width: int, height: int) -> bytes:
     return buffer.getvalue()
 
 
-def _frame_body(width: int, height: int, positives: list) -> dict:
+def frame_body(width: int, height: int, positives: list) -> dict:
     return {"image": base64.b64encode(_png(width, height)).decode(), "pos_points": positives, "neg_points": []}
 
 
@@ -40,17 +40,17 @@ def test_an_elongated_image_gets_a_network_input_with_a_bounded_long_side(tiny_c
 
 def test_a_20000x1_frame_is_answered_within_the_bound(make_settings):
     interactor = CvatInteractor(make_settings(REDIS_URL=None, FCANET_SHORT_SIDE="352"))
-    status, text = interactor.answer(_frame_body(20000, 1, [[10000, 0]]))
+    status, text = interactor.answer(frame_body(20000, 1, [[10000, 0]]))
     assert status == 200, text
-    assert interactor.answer(_frame_body(64, 48, [[10, 10]]))[0] == 200
+    assert interactor.answer(frame_body(64, 48, [[10, 10]]))[0] == 200
 
 
 def test_too_many_clicks_answer_400_on_both_paths_and_the_next_click_works(make_settings, serve_http, click_body):
     settings = make_settings(REDIS_URL=None, MAX_CLICKS="50")
     interactor = CvatInteractor(settings)
-    status, text = interactor.answer(_frame_body(64, 48, [[10, 10]] * 51))
+    status, text = interactor.answer(frame_body(64, 48, [[10, 10]] * 51))
     assert status == 400 and "MAX_CLICKS=50" in text
-    assert interactor.answer(_frame_body(64, 48, [[10, 10]] * 50))[0] == 200
+    assert interactor.answer(frame_body(64, 48, [[10, 10]] * 50))[0] == 200
 
     url = serve_http(create_app(settings))
     many = copy.deepcopy(click_body)

@@ -5,8 +5,9 @@ each read is quick, the whole would take hours. Eight annotators clicking on suc
 must not take the backend down: each click ends at ``IMAGE_DOWNLOAD_TIMEOUT`` with a 504, ``/health``
 keeps answering within Label Studio's 1 s, and another annotator's click on a normal image answers
 within ``IMAGE_DOWNLOAD_TIMEOUT`` + 2 s, in-process and with a queue served by one worker (which
-downloads the queued clicks' images ahead of their jobs). A click that times out behind a busy
-worker says so.
+downloads the queued clicks' images ahead of their jobs). With one worker, a click whose image is
+there answers at once while another click's image trickles in. A click that times out behind a busy
+worker says so. An in-process click past ``PREDICT_TIMEOUT`` stops, and the next click answers.
 """
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ import pytest
 import requests
 
 from backend.bench.harness import ManagedProcess, free_port
+from backend.cvat.interactor import CvatInteractor
 from backend.web.app import create_app
+from tests.backend.scenarios.test_bounds import frame_body
 
 DRIP = "/drip/0.5/1/a6b80a50-disc.png"
 DOWNLOAD_TIMEOUT_S = 3.0
@@ -125,3 +128,35 @@ def test_an_in_process_click_ends_at_predict_timeout(make_settings, capture):
     response = client.post("/predict", json=with_image(capture("predict_interactive_pos"), f"{DRIP}?n=slow"))
     assert response.status_code == 504 and "PREDICT_TIMEOUT=1s" in response.json["detail"]
     assert time.monotonic() - started < 3
+
+
+@pytest.mark.slow
+def test_one_worker_answers_a_click_at_once_while_another_image_trickles_in(make_settings, redis_url, start_worker,
+                                                                              serve_http, capture, record_property):
+    start_worker({"IMAGE_DOWNLOAD_TIMEOUT": "8"})
+    url = serve_http(create_app(make_settings(REDIS_URL=redis_url, PREDICT_TIMEOUT="30")))
+    click = capture("predict_interactive_pos")
+    assert requests.post(url + "/predict", json=click, timeout=60).status_code == 200       # warm
+    with ThreadPoolExecutor(1) as pool:
+        trickling = pool.submit(timed_post, url + "/predict", with_image(click, f"{DRIP}?n=alone"))
+        time.sleep(1.0)                                       # the worker took the trickling click first
+        normal, normal_s = timed_post(url + "/predict", with_image(click, "/data/local-files/?d=ds1/disc2.png"))
+        stuck, stuck_s = trickling.result()
+    record_property("normal_click_beside_a_trickling_image_s", round(normal_s, 3))
+    assert normal.status_code == 200 and normal_s < 3, (normal.text, normal_s)
+    assert stuck.status_code == 504 and "IMAGE_DOWNLOAD_TIMEOUT=8s" in stuck.json()["detail"], stuck.text
+    assert stuck_s < 8 + 3
+
+
+def test_an_in_process_click_past_predict_timeout_stops_and_the_next_click_answers(make_settings):
+    interactor = CvatInteractor(make_settings(REDIS_URL=None, PREDICT_TIMEOUT="2", MAX_CLICKS="100000",
+                                              FCANET_SHORT_SIDE="352"))
+    assert interactor.answer(frame_body(352, 352, [[10, 10]]))[0] == 200                    # warm
+    started = time.monotonic()
+    status, text = interactor.answer(frame_body(352, 352, [[10 + i % 300, 10 + i % 290] for i in range(60000)]))
+    assert status == 504 and "PREDICT_TIMEOUT=2s" in text, text
+    assert time.monotonic() - started < 4
+    started = time.monotonic()
+    status, text = interactor.answer(frame_body(352, 352, [[20, 20]]))
+    assert status == 200, text
+    assert time.monotonic() - started < 1.5, "the click that timed out still held the engine"

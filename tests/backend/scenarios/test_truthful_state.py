@@ -32,8 +32,8 @@ def _broken_version(model_dir: Path, name: str = "broken") -> None:
     (folder / "version.json").write_text(json.dumps({"name": name, "created": "2026-12-01T00:00:00+00:00"}))
 
 
-def _point_at(model_dir: Path, name: str) -> None:
-    (model_dir / "current.json").write_text(json.dumps({"current": name, "history": []}))
+def _point_at(model_dir: Path, name: str, history: tuple[str, ...] = ()) -> None:
+    (model_dir / "current.json").write_text(json.dumps({"current": name, "history": list(history)}))
 
 
 @pytest.mark.slow
@@ -114,3 +114,41 @@ def test_setup_credentials_reach_every_web_process_of_the_model_dir(make_setting
     stored = tmp_path / "model_data" / "setup-credentials.json"
     assert stored.stat().st_mode & 0o077 == 0, "the tokens file is readable by its owner only"
     assert os.access(stored, os.R_OK)
+
+
+@pytest.mark.slow
+def test_a_fresh_worker_serves_the_last_loadable_version_when_the_current_one_is_broken(
+        make_settings, backend_env, serve_http, redis_url, click_body, tmp_path):
+    model_dir = tmp_path / "model_data"
+    _broken_version(model_dir)
+    _point_at(model_dir, "broken", history=("tiny-lite0",))   # made current behind the registry's back
+    env = {**backend_env, "MODEL_DIR": str(model_dir), "REDIS_URL": redis_url}
+    worker = worker_process(env, "inference", tmp_path / "worker.log").start()
+    try:
+        worker.wait_rq_worker(redis_url, timeout=120)
+        url = serve_http(create_app(make_settings(**env)))
+        for _ in range(3):
+            answer = requests.post(url + "/predict", json=click_body, timeout=60)
+            assert answer.status_code == 200, (answer.text, worker.tail())
+            assert answer.json()["results"][0]["model_version"] == "tiny-lite0"
+        health = requests.get(url + "/health", timeout=5).json()
+        assert health["status"] == "UP"
+        assert any("serves tiny-lite0 instead of the current version broken" in w for w in health["warnings"]), health
+        log = (tmp_path / "worker.log").read_text()
+        assert log.count("SERVING tiny-lite0 INSTEAD OF THE CURRENT VERSION broken") == 1, worker.tail()
+        assert log.count("cannot load the registry's current model version") == 1, worker.tail()
+    finally:
+        worker.stop()
+
+
+def test_an_in_process_backend_starts_on_an_earlier_version_and_health_says_so(make_settings, tmp_path, click_body,
+                                                                               ls_files):
+    model_dir = tmp_path / "model_data"
+    _broken_version(model_dir)
+    _point_at(model_dir, "broken")                    # no history: the default version serves
+    client = create_app(make_settings(MODEL_DIR=str(model_dir), REDIS_URL=None)).test_client()
+    health = client.get("/health").get_json()
+    assert health["status"] == "UP" and health["model_version"] == "tiny-lite0", health
+    assert health["runtimes"]["in-process"]["not_serving"]["version"] == "broken"
+    assert any("instead of the current version broken" in w for w in health["warnings"]), health
+    assert client.post("/predict", json=click_body).status_code == 200

@@ -86,6 +86,20 @@ def test_promote_and_rollback_walk_the_history(tmp_path: Path, tiny_model) -> No
     assert ModelRegistry(tmp_path, "default").current().checkpoint == str(tmp_path / "versions" / "v2" / "model.pt")
 
 
+def test_earlier_versions_are_the_history_newest_first_then_the_default_each_once(tmp_path: Path,
+                                                                               tiny_model) -> None:
+    registry = ModelRegistry(tmp_path, "default")
+    assert registry.earlier_versions() == []                   # the default serves: nothing earlier
+    add(registry, tiny_model, "v1")
+    add(registry, tiny_model, "v2", parent="v1")
+    registry.promote("v1")
+    registry.promote("v2")
+    registry.promote("v1")
+    (tmp_path / "current.json").write_text(json.dumps({"current": "v1", "history": [
+        DEFAULT_NAME, "gone", "v1", "v2"]}))                   # a removed version and the current one in it
+    assert [v.name for v in registry.earlier_versions()] == ["v2", DEFAULT_NAME]
+
+
 def test_promote_refuses_unknown_names_and_a_changed_current(tmp_path: Path, tiny_model) -> None:
     registry = ModelRegistry(tmp_path, "default")
     add(registry, tiny_model, "v1")
