@@ -4,12 +4,9 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from scipy.ndimage import label
 
 from ..clicks import Click
-
-#: 4-connectivity, as the official ``cv2.floodFill`` with default flags.
-_FOUR_CONNECTED = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
+from ..masks import four_connected_components
 
 
 def apply_sis(mask: np.ndarray, clicks: Sequence[Click]) -> np.ndarray:
@@ -22,7 +19,7 @@ def apply_sis(mask: np.ndarray, clicks: Sequence[Click]) -> np.ndarray:
     Returns:
         uint8 H×W 0/1 mask; empty when no positive click lies on the foreground.
     """
-    components, _ = label(np.asarray(mask) > 0, structure=_FOUR_CONNECTED)
+    components = four_connected_components(np.asarray(mask) > 0)
     h, w = components.shape
     keep = {
         components[int(c.y), int(c.x)]
