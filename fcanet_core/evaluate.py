@@ -236,6 +236,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--limit must be at least 1")
     if args.target_iou is not None and not 0.0 < args.target_iou <= 1.0:
         parser.error("--target-iou must lie in (0, 1]")
+    if args.plot is not None:
+        try:
+            import matplotlib  # noqa: F401  (the optional plot extra)
+        except ImportError:
+            parser.error("--plot needs matplotlib, which is not installed: pip install .[plot]")
     return args
 
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Remove what an installed environment never uses at run time (the images call it after pip):
 #   sh scripts/slim_site_packages.sh SITE_PACKAGES
-# Packages' own test suites (every `tests` folder but numpy's, torch's `test`), torch's C++ headers, its
+# Packages' own test suites (every `tests` folder, torch's `test`; numpy.testing's one module stays), torch's C++ headers, its
 # C++ test programs and protobuf compiler (torch/bin, all but torch_shm_manager, which
 # torch.multiprocessing starts), static libraries, torch's symbol tables (with strip) and all
 # byte-code (an image compiles what its services import).
@@ -9,8 +9,9 @@ set -eu
 SITE="${1:?site-packages folder}"
 [ -d "$SITE/torch" ] || { echo "no torch in $SITE" >&2; exit 1; }
 before=$(du -sm "$SITE" | cut -f1)
-# numpy.testing imports from numpy/_core/tests: numpy keeps its own.
-find "$SITE" -depth -type d -name tests ! -path "$SITE/numpy/*" -exec rm -rf {} +
+# numpy.testing imports numpy/_core/tests/_natype.py: of numpy's tests that module stays.
+find "$SITE" -depth -type d -name tests ! -path "$SITE/numpy/_core/tests" -exec rm -rf {} +
+[ ! -d "$SITE/numpy/_core/tests" ] || find "$SITE/numpy/_core/tests" -mindepth 1 -maxdepth 1 ! -name _natype.py -exec rm -rf {} +
 rm -rf "$SITE/torch/test" "$SITE/torch/include"
 find "$SITE/torch/bin" -mindepth 1 -maxdepth 1 ! -name torch_shm_manager -exec rm -rf {} +
 find "$SITE" -name '*.a' -type f -delete

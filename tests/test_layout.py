@@ -31,6 +31,7 @@ TESTED_ELSEWHERE = {
     "backend/bench/annotator.py": "tests/backend/labelstudio/test_prompts.py and the e2e tests use it",
     "backend/bench/labelstudio_server.py": "tests/e2e (every Label Studio test) and tests/backend/bench/test_roundtrip.py",
     "backend/bench/learning.py": "tests/e2e (the learning benchmark's documented run)",
+    "backend/inference/image_waits.py": "tests/backend/scenarios/test_deadlines.py (clicks set aside on one worker)",
     "backend/inference/prefetch.py": "tests/backend/scenarios/test_edges.py",
     "backend/labelstudio/adapter.py": "tests/backend/web/test_app.py and tests/e2e",
     "backend/learning/intake.py": "tests/backend/conftest.py, tests/backend/scenarios/test_durability.py",

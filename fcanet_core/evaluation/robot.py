@@ -4,9 +4,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from scipy.ndimage import distance_transform_edt
-
 from ..clicks import Click
+from ..masks import distance_to_background
 
 #: Mask value marking pixels that are neither clicked nor counted.
 IGNORE = 255
@@ -26,7 +25,7 @@ def _error_distance(error: np.ndarray) -> np.ndarray:
         return distance
     box = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
     padded = np.pad(error[box], 1, mode="constant", constant_values=False)
-    distance[box] = distance_transform_edt(padded)[1:-1, 1:-1]
+    distance[box] = distance_to_background(padded)[1:-1, 1:-1]
     return distance
 
 

@@ -15,7 +15,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from scipy.special import expit
 from torch import nn
 
 from ..clicks import Click, encode_clicks, validate_clicks
@@ -51,6 +50,15 @@ def model_input_short_side(model: nn.Module) -> int:
     if "input_short_side" in meta:
         return int(meta["input_short_side"])
     return ARCH_INPUT_SHORT_SIDE.get(getattr(model, "arch", ""), SHORT_SIDE)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """The logistic function of a float32 array, in place (``exp`` overflow gives exactly 0)."""
+    with np.errstate(over="ignore"):
+        np.negative(logits, out=logits)
+        np.exp(logits, out=logits)
+        logits += 1
+        return np.reciprocal(logits, out=logits)
 
 
 class Predictor:
@@ -182,7 +190,7 @@ class Predictor:
     def _network_probability(self, arrays: list[np.ndarray]) -> np.ndarray:
         """Sigmoid of the network's logits (N×1×H'×W' float32 ndarray) for its input arrays."""
         if self._run_numpy is not None:
-            return expit(self._run_numpy(arrays).astype(np.float32, copy=False))
+            return sigmoid(self._run_numpy(arrays).astype(np.float32))
         with torch.inference_mode():
             return torch.sigmoid(self.model(*self._tensors(arrays)).float()).cpu().numpy()
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import cv2
 import numpy as np
 
 from ..clicks import Click
+from ..masks import four_connected_components
 
 
 def apply_sis(mask: np.ndarray, clicks: Sequence[Click]) -> np.ndarray:
@@ -19,11 +19,9 @@ def apply_sis(mask: np.ndarray, clicks: Sequence[Click]) -> np.ndarray:
     Returns:
         uint8 H×W 0/1 mask; empty when no positive click lies on the foreground.
     """
-    # 4-connectivity, as the official ``cv2.floodFill`` with default flags
-    count, components = cv2.connectedComponents((np.asarray(mask) > 0).astype(np.uint8), connectivity=4,
-                                                 ltype=cv2.CV_32S)
+    components = four_connected_components(np.asarray(mask) > 0)
     h, w = components.shape
-    kept = np.zeros(count, dtype=np.uint8)     # 1 for the components a positive click lies on
+    kept = np.zeros(int(components.max()) + 1, dtype=np.uint8)     # 1 for the components a positive click lies on
     for c in clicks:
         if c.positive and 0 <= int(c.y) < h and 0 <= int(c.x) < w:
             kept[components[int(c.y), int(c.x)]] = 1

@@ -25,10 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-from scipy.ndimage import distance_transform_edt
-
 from ..clicks import Click
 from ..evaluation.robot import next_click
+from ..masks import distance_to_background
 
 POS_MARGINS = (5, 10, 15, 20)
 POS_STEPS = (7, 10, 20)
@@ -79,13 +78,13 @@ def simulate_clicks(gt: np.ndarray, rng: np.random.Generator) -> list[Click]:
     gt = np.asarray(gt)
     obj = gt == 1
     first = first_click(gt)
-    inside = distance_transform_edt(np.pad(obj, 1))[1:-1, 1:-1]
+    inside = distance_to_background(np.pad(obj, 1))[1:-1, 1:-1]
     pos_margin = rng.choice(POS_MARGINS)
     pos_step = rng.choice(POS_STEPS)
     n_extra = int(rng.integers(0, MAX_POSITIVES))  # 0..9 besides the first click
     positives = [first] + [Click(x, y, True) for x, y in
                            _pick_spread(inside > pos_margin, n_extra, pos_step, [first], rng)]
-    to_object = distance_transform_edt(~obj)
+    to_object = distance_to_background(~obj)
     neg_margin = rng.choice(NEG_MARGINS)
     neg_step = rng.choice(NEG_STEPS)
     n_neg = int(rng.integers(0, MAX_NEGATIVES + 1))

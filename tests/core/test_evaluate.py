@@ -206,6 +206,15 @@ def test_cli_rejects_a_subset_below_one(flag: str) -> None:
         parse_args(["--checkpoint", "default", "--dataset", "x", flag, "0"])
 
 
+def test_cli_plot_without_matplotlib_exits_2_naming_the_extra(monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)    # what `import matplotlib` meets when it is not installed
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--checkpoint", "default", "--dataset", "x", "--plot", "curve.png"])
+    assert exit_info.value.code == 2
+    assert "pip install .[plot]" in capsys.readouterr().err
+
+
 def test_cli_defaults_follow_the_protocol() -> None:
     args = parse_args(["--checkpoint", "default", "--dataset", "x"])
     assert args.max_clicks == 20 and not args.sis and args.limit is None and args.target_iou is None

@@ -85,7 +85,7 @@ def test_lock_pins_every_requirement_within_its_bounds() -> None:
         if line and not line.startswith("#"):
             name, version = line.split("==")
             lock[canonicalize_name(name)] = version
-    for text in dependencies.requirements(["test", "cvat"]):
+    for text in dependencies.requirements(["test", "cvat", "plot"]):
         requirement = Requirement(text)
         version = lock.get(canonicalize_name(requirement.name))
         assert version is not None, f"{requirement.name} is not in constraints.txt"

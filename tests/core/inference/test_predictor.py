@@ -9,6 +9,7 @@ import torch
 
 from fcanet_core import Click, Prediction, Predictor, apply_sis
 from fcanet_core.clicks import clicks_from_rows
+from fcanet_core.inference.predictor import sigmoid
 from fcanet_core.inference.transforms import zoom_crop
 
 
@@ -165,3 +166,12 @@ def test_flip_average_is_the_mean_of_the_image_and_its_mirror(tiny_model) -> Non
     np.testing.assert_allclose(averaged.prob, (direct + mirror) / 2, atol=1e-5)
     assert not np.allclose(direct, mirror, atol=1e-3)  # the mirror really is another input
     np.testing.assert_array_equal(averaged.mask, (averaged.prob > 0.5).astype(np.uint8))
+
+
+def test_numpy_sigmoid_matches_torch_over_the_float32_range() -> None:
+    logits = np.concatenate([np.linspace(-200, 200, 4001, dtype=np.float32), np.float32([-1e30, 0, 1e30])])
+    expected = torch.sigmoid(torch.from_numpy(logits)).numpy()
+    got = sigmoid(logits.copy())
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+    assert got[-3] == 0.0 and got[-1] == 1.0
