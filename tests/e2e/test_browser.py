@@ -19,10 +19,10 @@ import pytest
 from PIL import Image
 
 from backend.bench.harness import REPO_ROOT
+from backend.bench.labelstudio_server import LS_PASSWORD, LS_USER
 from backend.labelstudio.brush import decode_rle
 from fcanet_core import Click
 from fcanet_core.evaluation.robot import iou
-from tests.e2e.conftest import LS_PASSWORD, LS_USER
 from tests.e2e.test_interactive import SAME_MASK_IOU, reference  # noqa: F401  (fixture)
 from tests.support.browser import ChromiumUnavailable, ensure_chromium, start_chrome
 
