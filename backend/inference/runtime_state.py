@@ -39,3 +39,19 @@ def runtime_warnings(runtimes: dict[str, dict]) -> list[str]:
              "promote or roll back to a loadable version" for who, state in runtimes.items() if state.get("not_serving")]
     return stale + [f"{who} serves {state.get('model_version')} with torch (FCANET_RUNTIME={state.get('requested')}): "
                     f"{state['fallback_reason']}" for who, state in runtimes.items() if state.get("fallback_reason")]
+
+
+def served_version(current: str | None, runtimes: dict[str, dict]) -> dict[str, str]:
+    """``/health``'s version fields when no process can load the current version.
+
+    Every process reporting that it cannot load ``current`` and serving the same earlier version
+    makes that version ``model_version``, with ``current_version`` naming the registry's choice;
+    otherwise nothing changes (a process serves ``current`` from its next click on).
+    """
+    states = list(runtimes.values())
+    if not states or not all((s.get("not_serving") or {}).get("version") == current for s in states):
+        return {}
+    served = {s.get("model_version") for s in states}
+    if len(served) != 1:
+        return {}
+    return {"model_version": served.pop(), "current_version": current}

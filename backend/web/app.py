@@ -40,7 +40,7 @@ from ..common.errors import BackendError, BadRequest
 from ..config import Settings, get_settings
 from ..images.hosts import host_allowed
 from ..inference.queueing import Runner, make_runner
-from ..inference.runtime_state import runtime_warnings
+from ..inference.runtime_state import runtime_warnings, served_version
 from ..labelstudio.adapter import FCANetBackend
 from ..labelstudio.client import Credentials
 from ..learning.intake import ReconcileThread, WebhookIntake
@@ -175,6 +175,7 @@ def _add_routes(app: Flask, settings: Settings, runner: Runner, metrics: Metrics
                   **queue}
         if up:
             answer["runtimes"] = runner.runtime_state()
+            answer.update(served_version(version, answer["runtimes"]))
             fallbacks = runtime_warnings(answer["runtimes"])
             if fallbacks:
                 answer["warnings"] = [*answer.get("warnings", []), *fallbacks]

@@ -5,7 +5,8 @@ import time
 
 from redis import Redis
 
-from backend.inference.runtime_state import forget_runtime, publish_runtime, runtime_warnings, worker_runtimes
+from backend.inference.runtime_state import (forget_runtime, publish_runtime, runtime_warnings, served_version,
+                                            worker_runtimes)
 
 
 def test_published_states_are_read_back_and_forgotten(redis_url: str) -> None:
@@ -35,3 +36,11 @@ def test_only_a_fallback_to_torch_is_a_warning() -> None:
     assert runtime_warnings(runtimes) == [
         "web serves v2 with torch (FCANET_RUNTIME=onnxruntime): artefact check failed"]
     assert runtime_warnings({}) == []
+
+
+def test_health_names_the_version_served_when_no_process_can_load_the_current_one() -> None:
+    stuck = {"model_version": "v1", "not_serving": {"version": "v2", "reason": "truncated checkpoint"}}
+    assert served_version("v2", {"w1": stuck, "w2": stuck}) == {"model_version": "v1", "current_version": "v2"}
+    assert served_version("v2", {"w1": stuck, "w2": {"model_version": "v2", "not_serving": None}}) == {}
+    assert served_version("v2", {"w1": {"model_version": "v1", "not_serving": None}}) == {}  # switches next click
+    assert served_version("v2", {}) == {}

@@ -133,6 +133,7 @@ def test_a_fresh_worker_serves_the_last_loadable_version_when_the_current_one_is
             assert answer.json()["results"][0]["model_version"] == "tiny-lite0"
         health = requests.get(url + "/health", timeout=5).json()
         assert health["status"] == "UP"
+        assert (health["model_version"], health["current_version"]) == ("tiny-lite0", "broken"), health
         assert any("serves tiny-lite0 instead of the current version broken" in w for w in health["warnings"]), health
         log = (tmp_path / "worker.log").read_text()
         assert log.count("SERVING tiny-lite0 INSTEAD OF THE CURRENT VERSION broken") == 1, worker.tail()
