@@ -19,7 +19,6 @@ import shutil
 import threading
 import time
 import uuid
-from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -99,11 +98,11 @@ class _FineTune:
     def _config(self, arch: str, run_dir: Path, scale: int, parent: str) -> TrainConfig:
         """The fine-tuning recipe of ``Settings.learning`` at the parent's input scale."""
         cfg = self.cfg
-        return TrainConfig(arch=arch, train_dirs=(str(run_dir / "train"),), pretrained=False, short_side=scale,
-                           crop=cfg.crop, batch_size=cfg.batch_size, max_steps=cfg.steps,
-                           time_budget_s=cfg.time_budget_s, lr=cfg.lr, itis_start=0, robot_rounds=cfg.robot_rounds,
-                           checkpoint_every=cfg.steps, log_every=max(1, cfg.steps // 10), seed=cfg.seed,
-                           extra={"project": self.project, "parent": parent})
+        return TrainConfig.from_mapping(dict(
+            arch=arch, train_dirs=(str(run_dir / "train"),), pretrained=False, short_side=scale, crop=cfg.crop,
+            batch_size=cfg.batch_size, max_steps=cfg.steps, time_budget_s=cfg.time_budget_s, lr=cfg.lr, itis_start=0,
+            robot_rounds=cfg.robot_rounds, checkpoint_every=cfg.steps, log_every=max(1, cfg.steps // 10),
+            seed=cfg.seed, extra={"project": self.project, "parent": parent}))
 
     def _train(self, reason: Reason, examples: list[Example], run_dir: Path, lost: threading.Event) -> dict:
         started = time.monotonic()
@@ -134,7 +133,7 @@ class _FineTune:
                              {"dir": str(guard_dir(self.cfg)), "baseline": bundled.name})
         before, after = without_scores(before), without_scores(after)
         name = self.registry.new_name(config.arch, self.project)
-        recipe = {k: v for k, v in asdict(config).items() if k not in ("train_dirs", "eval_dir", "extra")}
+        recipe = {k: v for k, v in config.flat().items() if k not in ("train_dirs", "eval_dir", "extra")}
         self.registry.add_candidate(
             model, name=name, parent=parent.name,
             data={"project": self.project, "train_examples": len(train_set), "holdout_examples": len(holdout),
