@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,9 +21,12 @@ from typing import Callable
 
 import pytest
 import requests
+from redis import Redis
+from rq import Queue
 
 from backend.bench.harness import ManagedProcess, free_port
 from backend.cvat.interactor import CvatInteractor
+from backend.inference.queueing import QUEUE_INFERENCE
 from backend.web.app import create_app
 from tests.backend.scenarios.test_bounds import frame_body
 
@@ -108,18 +110,17 @@ def test_one_worker_answers_a_normal_click_behind_eight_dripping_ones(make_setti
 
 @pytest.mark.slow
 def test_a_click_behind_a_busy_worker_says_the_worker_is_busy(make_settings, redis_url, start_worker, capture):
-    start_worker({"IMAGE_DOWNLOAD_TIMEOUT": "6"})
+    start_worker()
     client = create_app(make_settings(REDIS_URL=redis_url, PREDICT_TIMEOUT="3")).test_client()
     click = capture("predict_interactive_pos")
-    stuck: list = []
-    thread = threading.Thread(target=lambda: stuck.append(client.post("/predict", json=with_image(click, DRIP))))
-    thread.start()
-    time.sleep(1.0)                                           # the worker is downloading the dripping image
+    assert client.post("/predict", json=click).status_code == 200          # the worker is up and warm
+    earlier = Queue(QUEUE_INFERENCE, connection=Redis.from_url(redis_url)).enqueue(time.sleep, 8)
+    deadline = time.monotonic() + 10
+    while earlier.get_status() != "started" and time.monotonic() < deadline:   # the only worker took it
+        time.sleep(0.1)
     waiting = client.post("/predict", json=click)
-    thread.join(timeout=30)
-    assert waiting.status_code == 504
+    assert waiting.status_code == 504, waiting.json
     assert "were busy with earlier jobs" in waiting.json["detail"] and "no worker" not in waiting.json["detail"]
-    assert stuck[0].status_code == 504
 
 
 def test_an_in_process_click_ends_at_predict_timeout(make_settings, capture):
