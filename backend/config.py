@@ -65,10 +65,10 @@ class LearningConfig:
     robot_rounds: int = 0
     #: GATE_CLICKS, GATE_CONFIDENCE, GATE_MARGIN, GUARD_MARGIN: the promotion rule's numbers
     #: (:attr:`gate_rule`; bounds in :class:`backend.common.gate_rule.GateRule`).
-    gate_clicks: int = 5
-    gate_confidence: float = 0.95
-    gate_margin: float = 0.01
-    guard_margin: float = 0.02
+    gate_clicks: int = GateRule.clicks
+    gate_confidence: float = GateRule.confidence
+    gate_margin: float = GateRule.margin
+    guard_margin: float = GateRule.guard_margin
     #: GUARD_DIR: ``index.csv`` folder of the forgetting guard ("" = the set bundled with the model).
     guard_dir: str = ""
 
