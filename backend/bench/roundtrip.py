@@ -101,12 +101,14 @@ def phases(round_trips_s: Sequence[float], predict_ms: Sequence[float], jobs: Se
             "encode": ms(np.array([j["encode_ms"] for j in jobs]))}
 
 
-def serve_process(label_studio_url: str, token: str, redis_url: str, scratch: Path) -> tuple[ManagedProcess, str]:
-    """``bash scripts/serve.sh`` (unstarted) against the Label Studio, on a free port; and its URL."""
+def serve_process(label_studio_url: str, token: str, redis_url: str, scratch: Path,
+                  **settings: str) -> tuple[ManagedProcess, str]:
+    """``bash scripts/serve.sh`` (unstarted) against the Label Studio, on a free port, its state and log
+    under ``scratch``, with extra environment ``settings``; and its URL."""
     port = free_port()
     env = dict(os.environ, REDIS_URL=redis_url, LABEL_STUDIO_URL=label_studio_url, LABEL_STUDIO_API_KEY=token,
                MODEL_DIR=str(scratch / "model_data"), HOST="127.0.0.1", PORT=str(port), PYTHONUNBUFFERED="1",
-               LOG_LEVEL="INFO", LOG_FORMAT="json")
+               **settings)
     process = ManagedProcess("serve.sh", ["bash", str(REPO_ROOT / "scripts" / "serve.sh")], env, scratch / "serve.log")
     return process, f"http://127.0.0.1:{port}"
 
@@ -130,7 +132,7 @@ def run_bench(images: Path, limit_images: int, clicks: int, redis_server: str, l
             raise ValueError("--label-studio-token is required with --label-studio-url")
         redis_url = claim_redis_db(redis_server)
         stack.callback(release_redis_db, redis_url)
-        serve, url = serve_process(label_studio_url, token, redis_url, scratch)
+        serve, url = serve_process(label_studio_url, token, redis_url, scratch, LOG_LEVEL="INFO", LOG_FORMAT="json")
         stack.callback(serve.stop)
         serve.start().wait_until(lambda: not requests.get(f"{url}/health", timeout=2).json()["warnings"],
                                  "workers on every queue", STARTUP_S)

@@ -59,9 +59,10 @@ import pytest
 import requests
 
 from backend.bench.annotator import LABEL_CONFIG
-from backend.bench.harness import (REPO_ROOT, ManagedProcess, claim_redis_db, free_port, release_redis_db, web_process,
+from backend.bench.harness import (ManagedProcess, claim_redis_db, free_port, release_redis_db, web_process,
                                    worker_process)
 from backend.bench.labelstudio_server import LabelStudio, LabelStudioAPI, label_studio_process, wait_for_label_studio
+from backend.bench.roundtrip import serve_process
 from fcanet_core.data.datasets import Sample, load_samples
 
 
@@ -210,13 +211,8 @@ def serve(label_studio: LabelStudio, tmp_path: Path) -> Callable[[dict[str, str]
     @contextlib.contextmanager
     def start(recipe: dict[str, str]) -> Iterator[Served]:
         redis_url = claim_redis_db(os.environ.get("FCANET_TEST_REDIS", "redis://127.0.0.1:6379"))
-        port = free_port()
-        env = dict(os.environ, REDIS_URL=redis_url, LABEL_STUDIO_URL=label_studio.url,
-                   LABEL_STUDIO_API_KEY=label_studio.token, MODEL_DIR=str(tmp_path / "model_data"),
-                   HOST="127.0.0.1", PORT=str(port), PYTHONUNBUFFERED="1", **recipe)
-        process = _start(ManagedProcess("serve.sh", ["bash", str(REPO_ROOT / "scripts" / "serve.sh")], env,
-                                        tmp_path / "serve.log"))
-        url = f"http://127.0.0.1:{port}"
+        process, url = serve_process(label_studio.url, label_studio.token, redis_url, tmp_path, **recipe)
+        _start(process)
         try:
             process.wait_until(lambda: not requests.get(f"{url}/health", timeout=2).json()["warnings"],
                                "workers on every queue")
